@@ -1,0 +1,143 @@
+"""PyTorch networks: the MDN generator, the energy model, a plain MLP policy, and normalisation.
+
+Every network works in normalised units; `Normalizer` modules carry the statistics so that an
+exported graph can take raw units. Modules return raw tensors; log-density and sampling live in
+`mixture.py` (the robomimic GMM-head convention).
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh, "gelu": nn.GELU}
+
+
+def mlp(in_dim: int, hidden_sizes: Sequence[int], out_dim: int, activation: str = "relu") -> nn.Sequential:
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation: {activation!r} is unknown, expected one of {sorted(ACTIVATIONS)}")
+    layers: list[nn.Module] = []
+    width = in_dim
+    for hidden in hidden_sizes:
+        layers += [nn.Linear(width, hidden), ACTIVATIONS[activation]()]
+        width = hidden
+    layers.append(nn.Linear(width, out_dim))
+    return nn.Sequential(*layers)
+
+
+class Normalizer(nn.Module):
+    """Affine map raw -> (raw - mean) / std, with the statistics as buffers (saved and exported)."""
+
+    def __init__(self, mean: torch.Tensor | Sequence[float], std: torch.Tensor | Sequence[float]):
+        super().__init__()
+        mean = torch.as_tensor(mean, dtype=torch.float32)
+        std = torch.as_tensor(std, dtype=torch.float32)
+        if mean.shape != std.shape or mean.ndim != 1:
+            raise ValueError(f"normaliser mean {tuple(mean.shape)} and std {tuple(std.shape)} must be equal 1-D")
+        if not torch.all(torch.isfinite(mean)) or not torch.all(std > 0):
+            raise ValueError("normaliser statistics must be finite with std > 0")
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", std)
+
+    @classmethod
+    def fit(cls, data: torch.Tensor, min_std: float = 1e-6) -> "Normalizer":
+        data = torch.as_tensor(data, dtype=torch.float32)
+        return cls(data.mean(0), data.std(0).clamp_min(min_std))
+
+    def forward(self, raw: torch.Tensor) -> torch.Tensor:
+        return (raw - self.mean) / self.std
+
+    def inverse(self, normalized: torch.Tensor) -> torch.Tensor:
+        return normalized * self.std + self.mean
+
+
+class MixtureDensityNetwork(nn.Module):
+    """Condition -> mixture of M components over the action: (logits [B,M], means [B,M,A], scales [B,M,A]).
+
+    `scale_type` "diagonal" gives one scale per action dimension, "isotropic" one per component
+    (broadcast to [B,M,A] so consumers need not care). Scales are softplus(raw) + min_scale.
+    """
+
+    def __init__(self, condition_dim: int, action_dim: int, num_components: int = 10,
+                 hidden_sizes: Sequence[int] = (64, 64), scale_type: str = "diagonal",
+                 min_scale: float = 1e-3, activation: str = "relu"):
+        super().__init__()
+        if scale_type not in ("diagonal", "isotropic"):
+            raise ValueError(f"scale_type: {scale_type!r} is unknown, expected 'diagonal' or 'isotropic'")
+        if num_components < 1:
+            raise ValueError(f"num_components: {num_components!r} must be >= 1")
+        self.condition_dim, self.action_dim, self.num_components = condition_dim, action_dim, num_components
+        self.scale_type, self.min_scale = scale_type, float(min_scale)
+        scale_width = action_dim if scale_type == "diagonal" else 1
+        self._scale_width = scale_width
+        self.trunk = mlp(condition_dim, hidden_sizes[:-1], hidden_sizes[-1], activation) if hidden_sizes else None
+        feature = hidden_sizes[-1] if hidden_sizes else condition_dim
+        self.act = ACTIVATIONS[activation]()
+        self.head = nn.Linear(feature, num_components * (1 + action_dim + scale_width))
+
+    def forward(self, condition: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        features = self.act(self.trunk(condition)) if self.trunk is not None else condition
+        out = self.head(features)
+        m, a = self.num_components, self.action_dim
+        logits = out[:, :m]
+        means = out[:, m:m + m * a].reshape(-1, m, a)
+        raw_scale = out[:, m + m * a:].reshape(-1, m, self._scale_width)
+        scales = F.softplus(raw_scale) + self.min_scale
+        if self.scale_type == "isotropic":
+            scales = scales.expand(-1, m, a)
+        return logits, means, scales
+
+
+class EnergyMLP(nn.Module):
+    """E(condition, action) -> scalar energy per candidate; lower is more plausible.
+
+    forward(condition [B,C], actions [B,K,A]) -> energies [B,K].
+    """
+
+    def __init__(self, condition_dim: int, action_dim: int, hidden_sizes: Sequence[int] = (64, 64),
+                 activation: str = "relu"):
+        super().__init__()
+        self.condition_dim, self.action_dim = condition_dim, action_dim
+        self.net = mlp(condition_dim + action_dim, hidden_sizes, 1, activation)
+
+    def forward(self, condition: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        batch, count, _ = actions.shape
+        expanded = condition.unsqueeze(1).expand(batch, count, condition.shape[-1])
+        return self.net(torch.cat([expanded, actions], dim=-1)).squeeze(-1)
+
+
+class MLPPolicy(nn.Module):
+    """Deterministic (explicit BC) or noise-driven (cGAN / EBGAN generator) MLP: condition[, z] -> action."""
+
+    def __init__(self, condition_dim: int, action_dim: int, hidden_sizes: Sequence[int] = (64, 64),
+                 noise_dim: int = 0, activation: str = "relu"):
+        super().__init__()
+        self.condition_dim, self.action_dim, self.noise_dim = condition_dim, action_dim, noise_dim
+        self.net = mlp(condition_dim + noise_dim, hidden_sizes, action_dim, activation)
+
+    def forward(self, condition: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        if self.noise_dim:
+            if noise is None:
+                noise = torch.randn(condition.shape[0], self.noise_dim, device=condition.device)
+            condition = torch.cat([condition, noise], dim=-1)
+        return self.net(condition)
+
+
+MODEL_CLASSES = {cls.__name__: cls for cls in (MixtureDensityNetwork, EnergyMLP, MLPPolicy)}
+
+
+def build_model(class_name: str, kwargs: dict) -> nn.Module:
+    """Rebuild a network from the (class name, constructor kwargs) pair stored in a checkpoint."""
+    if class_name not in MODEL_CLASSES:
+        raise ValueError(f"model class {class_name!r} is unknown, expected one of {sorted(MODEL_CLASSES)}")
+    return MODEL_CLASSES[class_name](**kwargs)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+LOG_2PI = math.log(2 * math.pi)
