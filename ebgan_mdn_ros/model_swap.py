@@ -222,14 +222,17 @@ class ModelSwapper:
 def make_runtime_validator(joint_names: Sequence[str], condition_names: Sequence[str] | None = None, *,
                            probe_condition: np.ndarray | Callable[[], np.ndarray] | None = None,
                            probe_count: int = 200, latency_budget_s: float | None = None,
-                           latency_percentile: float = 99.0, probe_pause_s: float = 0.0005) -> ValidateFn:
+                           latency_percentile: float = 99.0, probe_pause_s: float = 0.0005,
+                           action_kind: str | None = None) -> ValidateFn:
     """A validate_fn for a PolicyRuntime about to replace the running one.
 
     Checks, each failing with ModelRejected naming the values:
       - manifest.action_names == joint_names (the running joint order);
       - manifest.condition_names == condition_names (when given; the running condition layout);
+      - manifest.action_kind == action_kind (when given: absolute targets must not become deltas);
       - ``probe_count`` decisions on ``probe_condition`` (an array, or a callable giving e.g. the latest
-        measured condition; zeros by default) have a finite action of the right size and a finite energy;
+        measured condition; default: the manifest's condition normalisation mean, else zeros) have a
+        finite action of the right size and a finite energy;
       - the ``latency_percentile`` of their inference time (Decision.inference_seconds, else wall time)
         is within ``latency_budget_s`` (when given).
     ``runtime.warmup()`` runs first when the runtime has one. Between probes the worker sleeps
@@ -249,6 +252,13 @@ def make_runtime_validator(joint_names: Sequence[str], condition_names: Sequence
         conditions = tuple(getattr(manifest, "condition_names", ()))
         if condition_names is not None and conditions != condition_names:
             raise ModelRejected(f"condition names differ: model {list(conditions)}, running {list(condition_names)}")
+        kind = getattr(manifest, "action_kind", None)
+        if action_kind is not None and kind != action_kind:
+            raise ModelRejected(f"action kind differs: model {kind!r}, running {action_kind!r}")
+        default_condition = np.zeros(len(conditions), dtype=np.float32)
+        normalization = getattr(manifest, "normalization", None)
+        if normalization is not None and len(getattr(normalization, "condition_mean", ())) == len(conditions):
+            default_condition = np.asarray(normalization.condition_mean, dtype=np.float32)
         warmup = getattr(runtime, "warmup", None)
         if callable(warmup):
             warmup()
@@ -259,7 +269,7 @@ def make_runtime_validator(joint_names: Sequence[str], condition_names: Sequence
             elif probe_condition is not None:
                 condition = np.asarray(probe_condition, dtype=np.float32)
             else:
-                condition = np.zeros(len(conditions), dtype=np.float32)
+                condition = default_condition
             start = time.perf_counter()
             decision = runtime.decide(condition)
             wall = time.perf_counter() - start

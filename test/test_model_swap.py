@@ -171,3 +171,15 @@ def test_standard_validator_accepts_a_matching_runtime_and_warms_it_up():
 def test_standard_validator_rejects_with_a_reason(runtime, message):
     with pytest.raises(ModelRejected, match=message):
         validator(latency_budget_s=1e-3)(runtime)
+
+
+def test_standard_validator_checks_the_action_kind_and_probes_at_the_normalisation_mean():
+    runtime = FakeRuntime("x")
+    runtime.manifest.action_kind = "delta"
+    runtime.manifest.normalization = SimpleNamespace(condition_mean=(0.5, -0.5))
+    seen = []
+    runtime.decide = lambda condition, previous_action=None: seen.append(condition.tolist()) or runtime._decision
+    validator()(runtime)
+    assert seen[0] == [0.5, -0.5]
+    with pytest.raises(ModelRejected, match="action kind differs: model 'delta', running 'absolute'"):
+        validator(action_kind="absolute")(runtime)
