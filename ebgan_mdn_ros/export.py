@@ -1,0 +1,308 @@
+"""Export a trained run to a self-describing ONNX model directory, checked against torch.
+
+    export_model("runs/ship_ik", "models/ik_2link")
+
+writes generator.onnx, energy.onnx, decision.onnx (the fused control step) and, last, manifest.json.
+Every graph is compared with the torch modules on training-like and on random inputs; an error above
+the tolerance stops the export before anything is moved into ``out_dir``. The staged directory is
+then loaded with model_loader (hashes, signatures, probe) exactly as the node will load it.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import os
+import shutil
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from . import _onnx_wrappers as wrappers
+from .checkpoint import Checkpoint, load_checkpoint
+from .manifest import (MANIFEST_FILE, MANIFEST_FORMAT, EnergyCalibration, GraphSpec, Manifest, Normalization,
+                       graph_io, json_safe, sha256_of, write_manifest)
+from .model_loader import load_model, session_options
+from .models import EnergyMLP, MixtureDensityNetwork
+
+OPSET = 17
+GRAPH_FILES = {"generator": "generator.onnx", "energy": "energy.onnx", "decision": "decision.onnx"}
+
+
+class ExportError(RuntimeError):
+    """The run cannot be exported, or the exported graphs do not match torch."""
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    out_dir: Path
+    manifest: Manifest
+    parity: dict  # role -> {"max_abs_diff": float, "max_scaled_error": float, ...}
+    file_bytes: dict  # file name -> size
+
+
+def export_model(source: str | Path | Checkpoint, out_dir: str | Path, *, model_version: str | None = None,
+                 decision_graph: bool = True, calibration_conditions: np.ndarray | None = None,
+                 calibration_source: str | None = None, calibration_candidates: int = 256,
+                 max_calibration_conditions: int = 512, threshold_quantile: float = 0.999,
+                 threshold_margin: float = 0.25, tolerance: float = 1e-4, seed: int = 0,
+                 log: Callable[[str], None] | None = None) -> ExportReport:
+    """Export a run directory, a checkpoint.pt or a Checkpoint to ``out_dir`` (created or replaced).
+
+    calibration_conditions [N,C] raw: training conditions for the energy threshold suggestion; without
+    them, conditions are drawn from the condition normaliser (mean, std) and the manifest says so.
+    tolerance: each output must satisfy |onnxruntime - torch| <= tolerance * max(1, |torch|).
+    """
+    log = log or (lambda message: None)
+    ckpt = source if isinstance(source, Checkpoint) else load_checkpoint(source)
+    modules, references = _wrap(ckpt)
+    if not decision_graph:
+        modules.pop("decision")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = out_dir / f".staging-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        spec = ckpt.spec
+        sizes = (spec.condition_dim, spec.action_dim, ckpt.generator.num_components)
+        for role, module in modules.items():
+            _export_graph(module, role, staging / GRAPH_FILES[role], *sizes)
+        sessions = {role: ort.InferenceSession(str(staging / GRAPH_FILES[role]), sess_options=session_options(),
+                                               providers=["CPUExecutionProvider"]) for role in modules}
+        parity = check_parity(ckpt, references, sessions, tolerance, seed)
+        for role, result in parity.items():
+            log(f"parity {role}: max abs diff {result['max_abs_diff']:.3g}, "
+                f"max scaled error {result['max_scaled_error']:.3g} (tolerance {tolerance:g})")
+        calibration = calibrate_threshold(ckpt, sessions, calibration_conditions, calibration_source,
+                                          calibration_candidates, max_calibration_conditions, threshold_quantile,
+                                          threshold_margin, seed)
+        threshold = calibration.quantile_energy + calibration.margin * (
+            calibration.quantile_energy - calibration.median_energy)
+        log(f"energy threshold suggestion {threshold:.4g} ({calibration.source}, {calibration.num_conditions} "
+            f"conditions, K={calibration.num_candidates})")
+        del sessions
+        manifest = _manifest(ckpt, staging, list(modules), model_version, threshold, calibration, parity, tolerance)
+        write_manifest(manifest, staging)
+        load_model(staging, roles=None, probe=True)  # exactly the node's checks, before anything ships
+        _publish(staging, out_dir, [GRAPH_FILES[role] for role in modules])
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    sizes_on_disk = {p.name: p.stat().st_size for p in sorted(out_dir.iterdir()) if p.is_file()}
+    return ExportReport(out_dir, manifest, parity, sizes_on_disk)
+
+
+def training_conditions(source: str | Path | Checkpoint) -> tuple[np.ndarray | None, str | None]:
+    """The run's training conditions when they can be regenerated (a benchmark task), else (None, None).
+
+    Runs on user demonstrations return None: pass their conditions explicitly (`--calibration`).
+    """
+    from . import tasks
+
+    ckpt = source if isinstance(source, Checkpoint) else load_checkpoint(source)
+    data_path = ((ckpt.config or {}).get("data") or {}).get("path")
+    if data_path or ckpt.task not in tasks.task_names():
+        return None, None
+    task = tasks.get_task(ckpt.task)
+    if task.spec.condition_names != ckpt.spec.condition_names:
+        return None, None
+    return np.asarray(task.conditions, dtype=np.float32), f"task:{ckpt.task}"
+
+
+def _wrap(ckpt: Checkpoint) -> tuple[dict[str, torch.nn.Module], dict[str, torch.nn.Module]]:
+    """(modules to export, reference modules built from the checkpoint as trained) by role."""
+    if not isinstance(ckpt.generator, MixtureDensityNetwork):
+        raise ExportError(f"only MixtureDensityNetwork generators can be exported (the runtime samples a "
+                          f"mixture); this run's generator is {type(ckpt.generator).__name__}")
+    if ckpt.energy is not None and not isinstance(ckpt.energy, EnergyMLP):
+        raise ExportError(f"energy model {type(ckpt.energy).__name__} is not supported, expected EnergyMLP")
+    generator = wrappers.GeneratorGraph(ckpt.generator, ckpt.condition_normalizer, ckpt.action_normalizer).eval()
+    if ckpt.energy is None:
+        energy = reference_energy = wrappers.MixtureEnergyGraph(generator).eval()
+    else:
+        energy = wrappers.EnergyGraph(ckpt.energy, ckpt.condition_normalizer, ckpt.action_normalizer).eval()
+        reference_energy = wrappers.ReferenceEnergy(ckpt.energy, ckpt.condition_normalizer,
+                                                    ckpt.action_normalizer).eval()
+    low, high = torch.tensor(ckpt.spec.action_low), torch.tensor(ckpt.spec.action_high)
+    modules = {"generator": generator, "energy": energy,
+               "decision": wrappers.DecisionGraph(generator, energy, low, high).eval()}
+    references = {"generator": generator, "energy": reference_energy,
+                  "decision": wrappers.DecisionGraph(generator, reference_energy, low, high).eval()}
+    return modules, references
+
+
+def _example_inputs(role: str, condition_dim: int, action_dim: int, num_components: int) -> tuple:
+    batch, count = 2, 3
+    condition = torch.zeros(batch, condition_dim)
+    if role == "generator":
+        return (condition,)
+    if role == "energy":
+        return condition, torch.zeros(batch, count, action_dim)
+    return (condition, torch.zeros(batch, count, action_dim), torch.full((batch, count), 0.5),
+            torch.full((batch,), -1, dtype=torch.int64), torch.tensor([0.05]))
+
+
+def _export_graph(module: torch.nn.Module, role: str, path: Path, condition_dim: int, action_dim: int,
+                  num_components: int) -> None:
+    inputs, outputs = graph_io(role, condition_dim, action_dim, num_components)
+    dynamic_axes = {t.name: {axis: dim for axis, dim in enumerate(t.shape) if isinstance(dim, str)}
+                    for t in inputs + outputs}
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
+        # The TorchScript exporter (dynamo=False) writes one self-contained file at opset 17;
+        # the dynamo exporter would put weights in a separate .onnx.data file (ros-toolchain.md).
+        torch.onnx.export(module, _example_inputs(role, condition_dim, action_dim, num_components), str(path),
+                          input_names=[t.name for t in inputs], output_names=[t.name for t in outputs],
+                          dynamic_axes={k: v for k, v in dynamic_axes.items() if v}, opset_version=OPSET,
+                          dynamo=False, do_constant_folding=True)
+
+
+def _parity_inputs(ckpt: Checkpoint, rng: np.random.Generator, batch: int, count: int, spread: float):
+    """Conditions around the training data (spread 1) or far from it (spread 3), with actions in the box."""
+    mean = ckpt.condition_normalizer.mean.numpy()
+    std = ckpt.condition_normalizer.std.numpy()
+    condition = (mean + spread * std * rng.standard_normal((batch, mean.size))).astype(np.float32)
+    low, high = np.asarray(ckpt.spec.action_low), np.asarray(ckpt.spec.action_high)
+    centre, half = (low + high) / 2, (high - low) / 2
+    actions = (centre + spread * half * rng.uniform(-1, 1, (batch, count, low.size))).astype(np.float32)
+    return condition, actions
+
+
+def check_parity(ckpt: Checkpoint, references: dict, sessions: dict, tolerance: float, seed: int = 0) -> dict:
+    """Max |onnxruntime - torch| per graph over training-like and random inputs; raise above tolerance.
+
+    ``references`` are the networks as trained (normalisation outside, not folded into weights), so
+    this also checks the rewrites in _onnx_wrappers, not only the exporter.
+    """
+    rng = np.random.default_rng(seed)
+    m, a = ckpt.generator.num_components, ckpt.spec.action_dim
+    report = {}
+    for role in sessions:
+        worst_abs, worst_scaled, mismatched_components = 0.0, 0.0, 0
+        for label, spread in (("training-like", 1.0), ("random", 3.0)):
+            condition, actions = _parity_inputs(ckpt, rng, 64, 32, spread)
+            if role == "generator":
+                feeds = {"condition": condition}
+            elif role == "energy":
+                feeds = {"condition": condition, "actions": actions}
+            else:
+                uniforms = rng.random((64, 32), dtype=np.float32)
+                uniforms[:32] = uniforms[:32, :1]  # half the rows as the runtime's "mode first" draw
+                previous = rng.integers(-1, m, 64).astype(np.int64)
+                feeds = {"condition": condition, "noise": rng.standard_normal((64, 32, a), dtype=np.float32),
+                         "uniforms": uniforms, "previous_component": previous,
+                         "keep_min_weight": np.array([0.05], dtype=np.float32)}
+            with torch.no_grad():
+                expected = references[role](*(torch.from_numpy(v) for v in feeds.values()))
+            expected = [e.numpy() for e in (expected if isinstance(expected, tuple) else (expected,))]
+            actual = sessions[role].run(None, feeds)
+            for name, want, have in zip([o.name for o in sessions[role].get_outputs()], expected, actual):
+                if want.shape != have.shape:
+                    raise ExportError(f"{role}: output {name!r} has shape {have.shape} in onnxruntime, "
+                                      f"{want.shape} in torch")
+                if want.dtype.kind == "i":
+                    mismatched_components += int(np.sum(want != have))
+                    continue
+                if not (np.all(np.isfinite(want)) and np.all(np.isfinite(have))):
+                    raise ExportError(f"{role}: output {name!r} is not finite on {label} inputs (NaN/inf weights?)")
+                diff = np.abs(want.astype(np.float64) - have)
+                worst_abs = max(worst_abs, float(diff.max()))
+                worst_scaled = max(worst_scaled, float((diff / np.maximum(1.0, np.abs(want))).max()))
+        if worst_scaled > tolerance or mismatched_components:
+            raise ExportError(f"{role}: onnxruntime differs from torch: max abs diff {worst_abs:.3g}, max scaled "
+                              f"error {worst_scaled:.3g} > {tolerance:g}, {mismatched_components} component draws differ")
+        report[role] = {"max_abs_diff": worst_abs, "max_scaled_error": worst_scaled}
+    return report
+
+
+def calibrate_threshold(ckpt: Checkpoint, sessions: dict, conditions: np.ndarray | None, source: str | None,
+                        num_candidates: int, max_conditions: int, quantile: float, margin: float,
+                        seed: int = 0) -> EnergyCalibration:
+    """Chosen (mode-first, lowest-energy) energies at training-like conditions, through the exported graphs."""
+    rng = np.random.default_rng(seed + 1)
+    if conditions is None:
+        mean = ckpt.condition_normalizer.mean.numpy()
+        std = ckpt.condition_normalizer.std.numpy()
+        conditions = mean + std * rng.standard_normal((max_conditions, mean.size))
+        source = "normalizer_gaussian"
+    conditions = np.asarray(conditions, dtype=np.float32).reshape(-1, ckpt.spec.condition_dim)
+    if len(conditions) > max_conditions:
+        conditions = conditions[rng.choice(len(conditions), max_conditions, replace=False)]
+    chosen = []
+    a = ckpt.spec.action_dim
+    for start in range(0, len(conditions), 32):
+        condition = conditions[start:start + 32]
+        batch = len(condition)
+        if "decision" in sessions:
+            feeds = {"condition": condition, "noise": rng.standard_normal((batch, num_candidates, a), dtype=np.float32),
+                     "uniforms": np.repeat(rng.random((batch, 1), dtype=np.float32), num_candidates, axis=1),
+                     "previous_component": np.full(batch, -1, dtype=np.int64),
+                     "keep_min_weight": np.array([0.0], dtype=np.float32)}
+            energies = sessions["decision"].run(["energies"], feeds)[0]
+        else:
+            energies = _two_session_energies(ckpt, sessions, condition, num_candidates, rng)
+        chosen.append(energies.min(axis=1))
+    chosen = np.concatenate(chosen).astype(np.float64)
+    return EnergyCalibration(quantile=quantile, margin=margin, quantile_energy=float(np.quantile(chosen, quantile)),
+                             median_energy=float(np.median(chosen)), num_conditions=int(chosen.size),
+                             num_candidates=num_candidates, source=source or "given")
+
+
+def _two_session_energies(ckpt, sessions, condition, num_candidates, rng):
+    from .sampler import choose_components, draw_candidates, mixture_weights
+    logits, means, scales = sessions["generator"].run(None, {"condition": condition})
+    batch, a = len(condition), ckpt.spec.action_dim
+    components = choose_components(mixture_weights(logits), rng.random(batch))
+    candidates = draw_candidates(means, scales, np.repeat(components[:, None], num_candidates, axis=1),
+                                 rng.standard_normal((batch, num_candidates, a)))
+    candidates = np.clip(candidates, ckpt.spec.action_low, ckpt.spec.action_high).astype(np.float32)
+    return sessions["energy"].run(None, {"condition": condition, "actions": candidates})[0]
+
+
+def _manifest(ckpt: Checkpoint, staging: Path, roles: list[str], model_version: str | None, threshold: float,
+              calibration: EnergyCalibration, parity: dict, tolerance: float) -> Manifest:
+    spec = ckpt.spec
+    sizes = (spec.condition_dim, spec.action_dim, ckpt.generator.num_components)
+    graphs = {}
+    for role in roles:
+        inputs, outputs = graph_io(role, *sizes)
+        graphs[role] = GraphSpec(GRAPH_FILES[role], sha256_of(staging / GRAPH_FILES[role]), inputs, outputs)
+    if model_version is None:
+        combined = hashlib.sha256("".join(graphs[r].sha256 for r in roles).encode()).hexdigest()
+        model_version = f"{ckpt.task}-{ckpt.method}-{combined[:12]}"
+    return Manifest(
+        format=MANIFEST_FORMAT, model_version=model_version, method=ckpt.method, task=ckpt.task,
+        condition_names=spec.condition_names, condition_size=spec.condition_dim,
+        action_names=spec.action_names, action_size=spec.action_dim,
+        action_low=tuple(float(v) for v in spec.action_low), action_high=tuple(float(v) for v in spec.action_high),
+        action_kind=spec.action_kind, num_components=ckpt.generator.num_components,
+        energy_source="network" if ckpt.energy is not None else "mixture_negative_log_density",
+        generator=graphs["generator"], energy=graphs["energy"], decision=graphs.get("decision"),
+        normalization=Normalization(
+            tuple(ckpt.condition_normalizer.mean.tolist()), tuple(ckpt.condition_normalizer.std.tolist()),
+            tuple(ckpt.action_normalizer.mean.tolist()), tuple(ckpt.action_normalizer.std.tolist())),
+        energy_threshold=float(threshold), energy_calibration=calibration,
+        parity={"tolerance": tolerance, "rule": "|onnxruntime - torch| <= tolerance * max(1, |torch|)", **parity},
+        training_config=json_safe(ckpt.config), metrics=json_safe(ckpt.metrics),
+        exported_with={"torch": torch.__version__, "onnxruntime": ort.__version__, "opset": OPSET,
+                       "exporter": "torch.onnx.export(dynamo=False)"},
+        exported_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+
+
+def _publish(staging: Path, out_dir: Path, files: list[str]) -> None:
+    """Move the staged files into out_dir, manifest last, so a watcher never sees a mixed directory.
+
+    The old manifest goes first: between the two, the directory has no manifest and reads as
+    "incomplete" rather than as the old model with new files under it.
+    """
+    (out_dir / MANIFEST_FILE).unlink(missing_ok=True)
+    for name in GRAPH_FILES.values():
+        if name not in files:
+            (out_dir / name).unlink(missing_ok=True)  # a graph of the previous export that this one lacks
+    for name in files:
+        os.replace(staging / name, out_dir / name)
+    os.replace(staging / MANIFEST_FILE, out_dir / MANIFEST_FILE)

@@ -1,0 +1,194 @@
+"""Load a model directory into onnxruntime sessions, checking it against its manifest first.
+
+Every check raises ModelValidationError with the reason: manifest parse, file presence, sha256,
+onnxruntime load, input/output names, types and shapes against the manifest, finite probe outputs.
+It does file I/O and builds sessions, so call it off the control path (the node's hot-swap runs it
+in a worker and keeps the old model serving if it raises). No torch, no rclpy.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import numpy as np
+import onnxruntime as ort
+
+from .manifest import GraphSpec, Manifest, ManifestError, TensorSpec, load_manifest, sha256_of
+
+_ORT_TYPES = {"tensor(float)": "float32", "tensor(int64)": "int64"}
+DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
+
+
+class ModelValidationError(Exception):
+    """The model directory cannot be served; the message says which file and what is wrong."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    directory: Path
+    manifest: Manifest
+    sessions: Mapping[str, ort.InferenceSession]  # by role: "generator", "energy", maybe "decision"
+    providers: tuple[str, ...]  # as the sessions report them, not as requested
+
+
+def session_options(intra_op_threads: int = 1, inter_op_threads: int = 1) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads
+    options.inter_op_num_threads = inter_op_threads
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # The graphs are chains: parallel node execution has nothing to run side by side.
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # Spinning worker threads fight the control loop (and each other) on few cores; measured in
+    # ros-toolchain.md: p99 ~5 ms with spinning against < 1 ms without at 2 threads.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    return options
+
+
+def resolve_providers(requested: Iterable[str]) -> list[str]:
+    """The requested providers this onnxruntime build has, in the requested order."""
+    requested = list(requested)
+    available = set(ort.get_available_providers())
+    usable = [p for p in requested if p in available]
+    if not usable:
+        raise ModelValidationError(f"none of the execution providers {requested} is available "
+                                   f"(this onnxruntime has {sorted(available)})")
+    return usable
+
+
+def load_model(model_dir: str | Path, providers: Iterable[str] = DEFAULT_PROVIDERS, intra_op_threads: int = 1,
+               inter_op_threads: int = 1, roles: Iterable[str] | None = None, probe: bool = True) -> LoadedModel:
+    """Validate ``model_dir`` and open a session per graph (``roles``: default all in the manifest)."""
+    directory = Path(model_dir)
+    if not directory.is_dir():
+        raise ModelValidationError(f"{directory} is not a directory")
+    try:
+        manifest = load_manifest(directory)
+    except ManifestError as exc:
+        raise ModelValidationError(str(exc)) from None
+    graphs = manifest.graphs
+    roles = list(graphs) if roles is None else list(roles)
+    for role in roles:
+        if role not in graphs:
+            raise ModelValidationError(f"{directory}: the manifest has no {role!r} graph")
+    usable = resolve_providers(providers)
+    options = session_options(intra_op_threads, inter_op_threads)
+    sessions = {}
+    for role in roles:
+        path = directory / graphs[role].file
+        _check_file(path, graphs[role])
+        try:
+            session = ort.InferenceSession(str(path), sess_options=options, providers=usable)
+        except Exception as exc:  # onnxruntime raises its own classes for every kind of broken file
+            raise ModelValidationError(f"{path} cannot be loaded by onnxruntime: {exc}") from None
+        _check_signature(path, session.get_inputs(), graphs[role].inputs, "input")
+        _check_signature(path, session.get_outputs(), graphs[role].outputs, "output")
+        sessions[role] = session
+    main = sessions.get("decision") or next(iter(sessions.values()))
+    model = LoadedModel(directory, manifest, sessions, tuple(main.get_providers()))
+    if probe:
+        probe_model(model)
+    return model
+
+
+def _check_file(path: Path, graph: GraphSpec) -> None:
+    if not path.is_file():
+        raise ModelValidationError(f"{path} is missing")
+    digest = sha256_of(path)
+    if digest != graph.sha256:
+        raise ModelValidationError(f"{path} has sha256 {digest}, the manifest says {graph.sha256} "
+                                   "(file changed, truncated or from another export)")
+
+
+def _check_signature(path: Path, actual, expected: tuple[TensorSpec, ...], kind: str) -> None:
+    actual_names = [arg.name for arg in actual]
+    expected_names = [spec.name for spec in expected]
+    if actual_names != expected_names:
+        raise ModelValidationError(f"{path}: {kind} names {actual_names}, the manifest says {expected_names}")
+    for arg, spec in zip(actual, expected):
+        dtype = _ORT_TYPES.get(arg.type, arg.type)
+        if dtype != spec.dtype:
+            raise ModelValidationError(f"{path}: {kind} {arg.name!r} has type {dtype}, the manifest says {spec.dtype}")
+        if len(arg.shape) != len(spec.shape):
+            raise ModelValidationError(f"{path}: {kind} {arg.name!r} has shape {arg.shape}, "
+                                       f"the manifest says {list(spec.shape)}")
+        for axis, (have, want) in enumerate(zip(arg.shape, spec.shape)):
+            if isinstance(want, int) and have != want:
+                raise ModelValidationError(f"{path}: {kind} {arg.name!r} has size {have} on axis {axis}, "
+                                           f"the manifest says {want} (shape {arg.shape} against {list(spec.shape)})")
+            if isinstance(want, str) and isinstance(have, int):
+                raise ModelValidationError(f"{path}: {kind} {arg.name!r} axis {axis} is fixed at {have}, "
+                                           f"the manifest says it is dynamic ({want!r})")
+
+
+def probe_conditions(manifest: Manifest) -> np.ndarray:
+    """Three training-like conditions: the normalisation mean and mean +- one std."""
+    mean = np.asarray(manifest.normalization.condition_mean, dtype=np.float32)
+    std = np.asarray(manifest.normalization.condition_std, dtype=np.float32)
+    signs = np.array([[0.0], [1.0], [-1.0]], dtype=np.float32)
+    return (mean + signs * std).astype(np.float32)
+
+
+def probe_model(model: LoadedModel) -> None:
+    """Run each session once on training-like input; outputs must be finite and shaped as promised."""
+    manifest, sessions = model.manifest, model.sessions
+    condition = probe_conditions(manifest)
+    batch, m, a = condition.shape[0], manifest.num_components, manifest.action_size
+    candidates = np.tile(((np.asarray(manifest.action_low) + np.asarray(manifest.action_high)) / 2)
+                         .astype(np.float32), (batch, 4, 1))
+    if "generator" in sessions:
+        logits, means, scales = _run(model, "generator", {"condition": condition})
+        _expect(model, "generator", "logits", logits, (batch, m))
+        _expect(model, "generator", "means", means, (batch, m, a))
+        _expect(model, "generator", "scales", scales, (batch, m, a))
+        if not np.all(scales > 0):
+            raise ModelValidationError(f"{model.directory}: generator scales are not all positive on the probe")
+        candidates = np.concatenate([candidates, means.astype(np.float32)], axis=1)
+    if "energy" in sessions:
+        (energy,) = _run(model, "energy", {"condition": condition, "actions": candidates})
+        _expect(model, "energy", "energy", energy, candidates.shape[:2])
+    if "decision" in sessions:
+        k = 8
+        rng = np.random.default_rng(0)
+        feeds = {"condition": condition, "noise": rng.standard_normal((batch, k, a), dtype=np.float32),
+                 "uniforms": rng.random((batch, k), dtype=np.float32),
+                 "previous_component": np.array([-1, 0, m - 1], dtype=np.int64),
+                 "keep_min_weight": np.array([0.05], dtype=np.float32)}
+        out = _run(model, "decision", feeds)
+        for name, value, shape in zip(("candidates", "energies", "components", "logits", "means", "scales"), out,
+                                      ((batch, k, a), (batch, k), (batch, k), (batch, m), (batch, m, a), (batch, m, a))):
+            _expect(model, "decision", name, value, shape)
+        if np.any(out[2] < 0) or np.any(out[2] >= m):
+            raise ModelValidationError(f"{model.directory}: decision components outside [0, {m}) on the probe")
+
+
+def _run(model: LoadedModel, role: str, feeds: dict) -> list[np.ndarray]:
+    try:
+        return model.sessions[role].run(None, feeds)
+    except Exception as exc:
+        raise ModelValidationError(f"{model.directory / model.manifest.graphs[role].file}: "
+                                   f"probe run failed: {exc}") from None
+
+
+def _expect(model: LoadedModel, role: str, name: str, value: np.ndarray, shape: tuple) -> None:
+    where = model.directory / model.manifest.graphs[role].file
+    if tuple(value.shape) != tuple(shape):
+        raise ModelValidationError(f"{where}: output {name!r} has shape {value.shape} on the probe, expected {shape}")
+    if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+        raise ModelValidationError(f"{where}: output {name!r} is not finite on the probe "
+                                   f"({int(np.sum(~np.isfinite(value)))} of {value.size} values; NaN/inf weights?)")
+
+
+def require_compatible(manifest: Manifest, condition_names: Iterable[str] | None = None,
+                       action_names: Iterable[str] | None = None, action_kind: str | None = None) -> None:
+    """A model may replace the running one only if it reads and writes the same named dimensions."""
+    if condition_names is not None and tuple(condition_names) != manifest.condition_names:
+        raise ModelValidationError(f"condition names {list(manifest.condition_names)} differ from the running "
+                                   f"configuration's {list(condition_names)}")
+    if action_names is not None and tuple(action_names) != manifest.action_names:
+        raise ModelValidationError(f"action names {list(manifest.action_names)} differ from the running "
+                                   f"configuration's {list(action_names)}")
+    if action_kind is not None and action_kind != manifest.action_kind:
+        raise ModelValidationError(f"action_kind {manifest.action_kind!r} differs from the running {action_kind!r}")
