@@ -1,0 +1,522 @@
+"""rosbag2 MCAP recordings -> aligned (condition, action) demonstration pairs (numpy, no rclpy).
+
+Input: rosbag2 directories (metadata.yaml + .mcap files) or bare .mcap files holding
+sensor_msgs/JointState (the robot's state), std_msgs/Float64MultiArray goals and, optionally, the
+commands a demonstrator sent (std_msgs/Float64MultiArray, a forward command controller's input).
+Messages are decoded from their CDR bytes with the message definitions stored in the bag
+(mcap_ros2), so no ROS installation is needed.
+
+Alignment (docs/demonstrations.md has the reasoning):
+- One clock: every message is placed at its MCAP log time, the time the recorder received it.
+  Header stamps are not used: goals and commands have no header, and stamps written by different
+  nodes need not share a clock, whereas the recorder's receive times always do.
+- "Latest at or before": a value at time t is the newest message with log time <= t.
+- With a command topic (the behaviour-cloning label): one pair per command message at time t.
+  condition = latest goal / joint state at or before t (what the demonstrator could have seen);
+  action = the command (``action="target"``) or the command minus the joint positions of that
+  condition (``action="delta"``).
+- Without a command topic (hindsight relabelling, e.g. kinesthetic teaching): one pair per joint
+  state at time t. condition as above; action = the joint positions at t + horizon
+  (``"target"``) or their change over the horizon (``"delta"``). A pair whose t + horizon falls
+  outside its episode is dropped.
+- Episodes: each goal message starts a new episode (a goal is a new request, even if it repeats
+  the last one); with ``split_on_goal_change_only`` only a goal of a different value does. A gap
+  of more than ``max_gap`` s between joint states also starts one, and so does a new bag.
+  Pairs never mix episodes: a command received before its episode's goal, or a joint state older
+  than ``max_gap`` s, leaves that pair out.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import yaml
+
+JOINT_STATE_TYPE = "sensor_msgs/msg/JointState"
+ARRAY_TYPE = "std_msgs/msg/Float64MultiArray"
+CONDITION_PARTS = ("goal", "position", "velocity")
+ACTION_MODES = ("target", "delta")
+NPZ_FORMAT = "ebgan-mdn-demos/1"
+
+
+class BagDatasetError(ValueError):
+    """A recording cannot be turned into demonstrations; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class ExtractionConfig:
+    """How topics become pairs. Times in seconds, topic names as recorded ("goal" means "/goal")."""
+    joint_state_topic: str = "/joint_states"
+    goal_topic: str = "/goal"
+    command_topic: str | None = None          # None: hindsight labels from the joint states
+    joints: tuple[str, ...] | None = None     # action joints in this order; None: the first JointState's order
+    command_joints: tuple[str, ...] | None = None  # the command array's joint order; None: same as joints
+    condition: tuple[str, ...] = ("goal",)    # parts of the condition, in this order
+    action: str = "target"                    # "target" (absolute joint targets) or "delta"
+    horizon: float = 0.5                      # s, hindsight look-ahead (no command topic)
+    max_gap: float = 0.5                      # s without joint states that splits an episode
+    sample_period: float = 0.0                # s, keep at most one pair per period within an episode
+    split_on_goal_change_only: bool = False
+
+    def __post_init__(self):
+        for name in ("joint_state_topic", "goal_topic", "command_topic"):
+            value = getattr(self, name)
+            if value is not None:
+                if not isinstance(value, str) or not value.strip():
+                    raise BagDatasetError(f"{name}: {value!r} is not a topic name")
+                object.__setattr__(self, name, _qualified(value))
+        for name in ("joints", "command_joints"):
+            value = getattr(self, name)
+            if value is not None:
+                value = tuple(value)
+                if not value or len(set(value)) != len(value) or not all(isinstance(v, str) and v for v in value):
+                    raise BagDatasetError(f"{name}: {list(value)} must be non-empty, unique joint names")
+                object.__setattr__(self, name, value)
+        condition = tuple(self.condition)
+        unknown = [part for part in condition if part not in CONDITION_PARTS]
+        if not condition or unknown or len(set(condition)) != len(condition):
+            raise BagDatasetError(f"condition: {list(condition)} must be unique parts of {list(CONDITION_PARTS)}")
+        object.__setattr__(self, "condition", condition)
+        if self.action not in ACTION_MODES:
+            raise BagDatasetError(f"action: {self.action!r} is unknown, expected one of {list(ACTION_MODES)}")
+        if self.command_joints is not None and self.joints is not None and \
+                set(self.joints) - set(self.command_joints):
+            raise BagDatasetError(f"joints {sorted(set(self.joints) - set(self.command_joints))} are not in "
+                                  f"command_joints {list(self.command_joints)}")
+        if self.command_joints is not None and self.command_topic is None:
+            raise BagDatasetError("command_joints is given but command_topic is not")
+        for name in ("horizon", "max_gap"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise BagDatasetError(f"{name}: {value!r} must be a positive number of seconds")
+        if not (math.isfinite(self.sample_period) and self.sample_period >= 0):
+            raise BagDatasetError(f"sample_period: {self.sample_period!r} must be >= 0 seconds")
+
+
+@dataclass
+class Demonstrations:
+    """Aligned pairs; row i of every array belongs to pair i. Times in s since the bag's first message."""
+    conditions: np.ndarray        # [N, C] float64
+    actions: np.ndarray           # [N, A] float64
+    condition_names: tuple[str, ...]
+    action_names: tuple[str, ...]
+    episode_ids: np.ndarray       # [N] int64, 0 .. E-1 over all bags, in time order
+    times: np.ndarray             # [N] float64
+    action_kind: str              # PolicySpec.action_kind: "absolute" or "delta"
+    sources: list[str] = field(default_factory=list)   # one per bag, in order
+    bag_index: np.ndarray | None = None                # [N] int64, index into sources
+    dropped: dict[str, int] = field(default_factory=dict)  # why candidate pairs were left out
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+    @property
+    def episode_count(self) -> int:
+        return int(len(np.unique(self.episode_ids)))
+
+    def save(self, path: str | Path) -> Path:
+        """Write the .npz the trainer's demos loader reads (plus episode ids and provenance)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = dict(
+            conditions=self.conditions, actions=self.actions,
+            condition_names=np.array(self.condition_names), action_names=np.array(self.action_names),
+            episode_ids=self.episode_ids, times=self.times, action_kind=np.array(self.action_kind),
+            sources=np.array(self.sources), format=np.array(NPZ_FORMAT))
+        if self.bag_index is not None:
+            arrays["bag_index"] = self.bag_index
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, **arrays)
+        tmp.replace(path)
+        return path
+
+
+# ---- reading bags ------------------------------------------------------------------------------
+
+def _qualified(topic: str) -> str:
+    topic = topic.strip()
+    return topic if topic.startswith("/") else "/" + topic
+
+
+def bag_files(bag: str | Path) -> list[Path]:
+    """The .mcap files of one recording: a rosbag2 directory (in metadata order) or a bare .mcap."""
+    bag = Path(bag)
+    if bag.is_file():
+        if bag.name == "metadata.yaml":
+            return bag_files(bag.parent)
+        return [bag]
+    if not bag.exists():
+        raise BagDatasetError(f"{bag}: no such bag (expected a rosbag2 directory or an .mcap file)")
+    metadata_path = bag / "metadata.yaml"
+    if metadata_path.is_file():
+        try:
+            info = yaml.safe_load(metadata_path.read_text())["rosbag2_bagfile_information"]
+        except (yaml.YAMLError, KeyError, TypeError) as exc:
+            raise BagDatasetError(f"{metadata_path}: not rosbag2 metadata ({exc})") from None
+        storage = info.get("storage_identifier", "")
+        if storage and storage != "mcap":
+            raise BagDatasetError(f"{bag}: storage {storage!r} is not supported, only mcap "
+                                  f"(convert with `ros2 bag convert`)")
+        if info.get("compression_mode"):
+            raise BagDatasetError(f"{bag}: file-compressed bags ({info.get('compression_format')}) are not "
+                                  f"supported; decompress them or record with MCAP chunk compression")
+        names = info.get("relative_file_paths") or [f["path"] for f in info.get("files") or []]
+        files = [bag / name for name in names]
+        missing = [str(f) for f in files if not f.is_file()]
+        if missing:
+            raise BagDatasetError(f"{bag}: files named in metadata.yaml are missing: {', '.join(missing)}")
+    else:
+        files = sorted(bag.glob("*.mcap"))
+    if not files:
+        raise BagDatasetError(f"{bag}: no .mcap files in this bag")
+    return files
+
+
+@dataclass
+class TopicStream:
+    """The messages of one topic, in log-time order."""
+    type_name: str
+    times: list[int] = field(default_factory=list)     # ns since the first message of the bag
+    messages: list = field(default_factory=list)       # decoded messages
+
+
+def read_topics(bag: str | Path, topics: Iterable[str]) -> tuple[dict[str, TopicStream], dict[str, str]]:
+    """Decode ``topics`` from every file of ``bag``.
+
+    Returns (streams of the topics that are present, {topic: type} of every topic in the bag).
+    Times are integer nanoseconds since the earliest log time in the bag (exact comparisons).
+    """
+    from mcap.exceptions import McapError
+    from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
+
+    wanted = {_qualified(t) for t in topics}
+    streams: dict[str, TopicStream] = {}
+    all_topics: dict[str, str] = {}
+    raw: list[tuple[int, str, object]] = []
+    for path in bag_files(bag):
+        try:
+            with open(path, "rb") as stream:
+                reader = make_reader(stream, decoder_factories=[DecoderFactory()])
+                for schema, channel, message, decoded in _iter_decoded(reader, wanted, all_topics):
+                    if channel.message_encoding != "cdr":
+                        raise BagDatasetError(f"{path}: topic {channel.topic} is encoded as "
+                                              f"{channel.message_encoding!r}, expected cdr")
+                    raw.append((message.log_time, channel.topic, decoded))
+        except BagDatasetError:
+            raise
+        except (McapError, OSError, EOFError, ValueError, KeyError, IndexError, UnicodeDecodeError,
+                NotImplementedError) as exc:
+            raise BagDatasetError(f"{path}: unreadable MCAP file ({type(exc).__name__}: {exc}); if the "
+                                  f"recording was cut off, `mcap recover` can rescue what was written") from None
+    raw.sort(key=lambda item: item[0])
+    origin = raw[0][0] if raw else 0
+    for log_time, topic, decoded in raw:
+        stream = streams.setdefault(topic, TopicStream(all_topics[topic]))
+        stream.times.append(log_time - origin)
+        stream.messages.append(decoded)
+    return streams, all_topics
+
+
+def _iter_decoded(reader, wanted: set[str], all_topics: dict[str, str]):
+    """Decoded messages of the wanted topics; fills ``all_topics`` with every channel seen."""
+    summary = reader.get_summary()
+    if summary is not None:
+        for channel in summary.channels.values():
+            schema = summary.schemas.get(channel.schema_id)
+            all_topics[channel.topic] = schema.name if schema else "(no schema)"
+        present = wanted & set(all_topics)
+        if not present:
+            return
+        yield from reader.iter_decoded_messages(topics=sorted(present), log_time_order=True)
+        return
+    # No summary (a recording that was not closed cleanly): one linear pass over everything.
+    from mcap_ros2.decoder import DecoderFactory
+    factory = DecoderFactory()
+    for schema, channel, message in reader.iter_messages(log_time_order=True):
+        all_topics[channel.topic] = schema.name if schema else "(no schema)"
+        if channel.topic in wanted:
+            decoder = factory.decoder_for(channel.message_encoding, schema)
+            if decoder is None:
+                raise BagDatasetError(f"topic {channel.topic}: no ros2msg schema to decode it")
+            yield schema, channel, message, decoder(message.data)
+
+
+# ---- from decoded messages to arrays ------------------------------------------------------------
+
+@dataclass
+class JointStates:
+    times: np.ndarray             # [S] int64 ns
+    names: tuple[str, ...]        # selected joints, in order
+    position: np.ndarray          # [S, J]
+    velocity: np.ndarray | None   # [S, J] or None if not needed
+
+
+def joint_states_from(stream: TopicStream, topic: str, joints: Sequence[str] | None,
+                      need_velocity: bool) -> JointStates:
+    """Reorder every JointState by name into ``joints`` (default: the first message's order)."""
+    if not stream.messages:
+        raise BagDatasetError(f"{topic}: no JointState messages")
+    if joints is None:
+        joints = tuple(stream.messages[0].name)
+        if not joints:
+            raise BagDatasetError(f"{topic}: the first JointState names no joints; pass --joints")
+    joints = tuple(joints)
+    position = np.empty((len(stream.messages), len(joints)))
+    velocity = np.empty_like(position) if need_velocity else None
+    cached_names, order = None, None
+    for i, (t, msg) in enumerate(zip(stream.times, stream.messages)):
+        names = tuple(msg.name)
+        if names != cached_names:
+            index = {name: k for k, name in enumerate(names)}
+            missing = [j for j in joints if j not in index]
+            if missing:
+                raise BagDatasetError(f"{topic}: joint(s) {missing} not in the JointState at t={t * 1e-9:.3f} s "
+                                      f"(it names {list(names)})")
+            order = [index[j] for j in joints]
+            cached_names = names
+        values = np.asarray(msg.position, dtype=np.float64)
+        if len(values) != len(names):
+            raise BagDatasetError(f"{topic}: JointState at t={t * 1e-9:.3f} s has {len(names)} names but "
+                                  f"{len(values)} positions")
+        position[i] = values[order]
+        if need_velocity:
+            speeds = np.asarray(msg.velocity, dtype=np.float64)
+            if len(speeds) != len(names):
+                raise BagDatasetError(f"{topic}: JointState at t={t * 1e-9:.3f} s has {len(speeds)} velocities for "
+                                      f"{len(names)} joints (the condition asks for velocity)")
+            velocity[i] = speeds[order]
+    if not np.all(np.isfinite(position)):
+        bad = int(np.argwhere(~np.isfinite(position))[0, 0])
+        raise BagDatasetError(f"{topic}: non-finite joint position at t={stream.times[bad] * 1e-9:.3f} s")
+    return JointStates(np.asarray(stream.times, dtype=np.int64), joints, position, velocity)
+
+
+def arrays_from(stream: TopicStream, topic: str, what: str, size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(times [M] int64 ns, values [M, D]) of a Float64MultiArray topic; every message has D values."""
+    if not stream.messages:
+        raise BagDatasetError(f"{topic}: no {what} messages")
+    values = [np.asarray(msg.data, dtype=np.float64) for msg in stream.messages]
+    size = len(values[0]) if size is None else size
+    for t, v in zip(stream.times, values):
+        if len(v) != size or size == 0:
+            raise BagDatasetError(f"{topic}: {what} at t={t * 1e-9:.3f} s has {len(v)} values, expected {size or '> 0'}")
+    stacked = np.vstack(values)
+    if not np.all(np.isfinite(stacked)):
+        bad = int(np.argwhere(~np.isfinite(stacked))[0, 0])
+        raise BagDatasetError(f"{topic}: non-finite {what} at t={stream.times[bad] * 1e-9:.3f} s")
+    return np.asarray(stream.times, dtype=np.int64), stacked
+
+
+def _latest_at_or_before(times: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Index of the newest time <= t, -1 where there is none (times ascending)."""
+    return np.searchsorted(times, t, side="right") - 1
+
+
+@dataclass
+class AlignedPairs:
+    conditions: np.ndarray   # [N, C]
+    actions: np.ndarray      # [N, A]
+    episodes: np.ndarray     # [N] episode keys, increasing with time (renumbered by the caller)
+    times: np.ndarray        # [N] int64 ns
+    dropped: dict[str, int]  # reason -> how many candidate pairs were left out
+
+
+def align(states: JointStates, goals: tuple[np.ndarray, np.ndarray] | None,
+          commands: tuple[np.ndarray, np.ndarray] | None, config: ExtractionConfig) -> AlignedPairs:
+    """The alignment rule of this module's docstring, on arrays (the tested core).
+
+    ``goals`` and ``commands`` are (times, values) or None; ``commands`` values are already in
+    ``states.names`` order. Episodes are intervals of time: a boundary at every goal message (or
+    goal change) and at the first joint state after a gap longer than max_gap.
+    """
+    state_t = states.times
+    max_gap, horizon, period = (int(round(s * 1e9)) for s in (config.max_gap, config.horizon, config.sample_period))
+    gap_boundaries = state_t[1:][np.diff(state_t) > max_gap]
+    if goals is not None:
+        goal_t, goal_v = goals
+        opens = np.ones(len(goal_t), bool)
+        if config.split_on_goal_change_only:
+            opens[1:] = np.any(goal_v[1:] != goal_v[:-1], axis=1)
+        goal_boundaries = goal_t[opens]
+    blocks = len(gap_boundaries) + 1
+
+    def episode_at(t: np.ndarray) -> np.ndarray:
+        """Episode key of time(s) t; negative before the first goal."""
+        block = np.searchsorted(gap_boundaries, t, side="right")
+        if goals is None:
+            return block
+        segment = np.searchsorted(goal_boundaries, t, side="right") - 1
+        return np.where(segment < 0, -1, segment * blocks + block)
+
+    if commands is not None:
+        sample_t, target = commands
+        state_index = _latest_at_or_before(state_t, sample_t)
+    else:
+        sample_t, state_index = state_t, np.arange(len(state_t))
+    episode = episode_at(sample_t)
+    keep = np.ones(len(sample_t), bool)
+    dropped: dict[str, int] = {}
+
+    def drop(mask: np.ndarray, reason: str) -> None:
+        count = int(np.sum(keep & mask))
+        if count:
+            dropped[reason] = dropped.get(reason, 0) + count
+        keep[mask] = False
+
+    if goals is not None:
+        drop(episode < 0, "before the first goal")
+    state_needed = commands is None or config.action == "delta" or \
+        any(part in ("position", "velocity") for part in config.condition)
+    safe_state = np.clip(state_index, 0, None)
+    if state_needed:
+        drop(state_index < 0, "no joint state yet")
+        drop(episode_at(state_t[safe_state]) != episode, "joint state from another episode")
+        drop(sample_t - state_t[safe_state] > max_gap, f"joint state older than max_gap ({config.max_gap} s)")
+    position = states.position[safe_state]
+
+    if commands is None:
+        # The look-ahead state is the newest at or before t + horizon; the recording must go on
+        # in the same episode until at least t + horizon, or the arm's state there is unknown.
+        future = _latest_at_or_before(state_t, sample_t + horizon)
+        after = np.searchsorted(state_t, sample_t + horizon, side="left")
+        beyond = after >= len(state_t)
+        drop(beyond | (episode_at(state_t[np.clip(after, 0, len(state_t) - 1)]) != episode),
+             f"episode ends within the horizon ({config.horizon} s)")
+        target = states.position[future]
+    action = target - position if config.action == "delta" else target
+
+    parts = []
+    for part in config.condition:
+        if part == "goal":
+            parts.append(goal_v[np.clip(_latest_at_or_before(goal_t, sample_t), 0, None)])
+        elif part == "position":
+            parts.append(position)
+        else:
+            parts.append(states.velocity[safe_state])
+    conditions = np.concatenate(parts, axis=1)
+
+    if period > 0:
+        last_kept: dict[int, int] = {}
+        for i in np.flatnonzero(keep):
+            key = int(episode[i])
+            if key in last_kept and sample_t[i] - last_kept[key] < period:
+                keep[i] = False
+                dropped["sample_period"] = dropped.get("sample_period", 0) + 1
+            else:
+                last_kept[key] = int(sample_t[i])
+    return AlignedPairs(conditions[keep], action[keep], episode[keep], sample_t[keep], dropped)
+
+
+# ---- the whole pipeline ---------------------------------------------------------------------------
+
+def condition_names(config: ExtractionConfig, joints: Sequence[str], goal_size: int) -> tuple[str, ...]:
+    """PolicySpec names: "goal.<i>", "<joint>.position", "<joint>.velocity", in config.condition order."""
+    names: list[str] = []
+    for part in config.condition:
+        if part == "goal":
+            names += [f"goal.{i}" for i in range(goal_size)]
+        else:
+            names += [f"{joint}.{part}" for joint in joints]
+    return tuple(names)
+
+
+def _require_topic(bag, topic: str, expected_type: str, role: str, all_topics: dict[str, str],
+                   streams: dict[str, TopicStream]) -> TopicStream:
+    if topic not in all_topics:
+        listing = ", ".join(f"{name} ({kind})" for name, kind in sorted(all_topics.items())) or "none"
+        raise BagDatasetError(f"{bag}: {role} topic {topic} is not in the bag (topics: {listing})")
+    if all_topics[topic] != expected_type:
+        raise BagDatasetError(f"{bag}: {role} topic {topic} has type {all_topics[topic]}, expected {expected_type}")
+    stream = streams.get(topic)
+    if stream is None or not stream.messages:
+        raise BagDatasetError(f"{bag}: {role} topic {topic} has no messages")
+    return stream
+
+
+def extract_bag(bag: str | Path, config: ExtractionConfig) -> tuple[AlignedPairs, tuple[str, ...], tuple[str, ...]]:
+    """Pairs of one recording, with (condition_names, action_names)."""
+    topics = [config.joint_state_topic, config.goal_topic]
+    if config.command_topic:
+        topics.append(config.command_topic)
+    streams, all_topics = read_topics(bag, topics)
+    if not all_topics:
+        raise BagDatasetError(f"{bag}: the bag is empty (no topics)")
+    joint_stream = _require_topic(bag, config.joint_state_topic, JOINT_STATE_TYPE, "joint state", all_topics, streams)
+    try:
+        states = joint_states_from(joint_stream, config.joint_state_topic, config.joints,
+                                   need_velocity="velocity" in config.condition)
+    except BagDatasetError as exc:
+        raise BagDatasetError(f"{bag}: {exc}") from None
+    goals = None
+    if "goal" in config.condition or config.goal_topic in all_topics:
+        goal_stream = _require_topic(bag, config.goal_topic, ARRAY_TYPE, "goal", all_topics, streams)
+        goals = _arrays(bag, goal_stream, config.goal_topic, "goal")
+    commands = None
+    if config.command_topic:
+        command_stream = _require_topic(bag, config.command_topic, ARRAY_TYPE, "command", all_topics, streams)
+        command_joints = config.command_joints or states.names
+        missing = [j for j in states.names if j not in command_joints]
+        if missing:
+            raise BagDatasetError(f"{bag}: joints {missing} are not in the command's joints {list(command_joints)}")
+        times, values = _arrays(bag, command_stream, config.command_topic, "command", len(command_joints))
+        order = [list(command_joints).index(j) for j in states.names]
+        commands = (times, values[:, order])
+    pairs = align(states, goals, commands, config)
+    goal_size = goals[1].shape[1] if goals is not None else 0
+    return pairs, condition_names(config, states.names, goal_size), states.names
+
+
+def _arrays(bag, stream: TopicStream, topic: str, what: str, size: int | None = None):
+    try:
+        return arrays_from(stream, topic, what, size)
+    except BagDatasetError as exc:
+        raise BagDatasetError(f"{bag}: {exc}") from None
+
+
+def extract(bags: Sequence[str | Path], config: ExtractionConfig) -> Demonstrations:
+    """Pairs of every bag, episodes numbered 0.. across bags in order; errors name the bag."""
+    if not bags:
+        raise BagDatasetError("no bags given")
+    conditions, actions, episodes, times, bag_index = [], [], [], [], []
+    names: tuple[tuple[str, ...], tuple[str, ...]] | None = None
+    next_episode = 0
+    report = []
+    for index, bag in enumerate(bags):
+        pairs, cond_names, act_names = extract_bag(bag, config)
+        if names is None:
+            names = (cond_names, act_names)
+        elif names != (cond_names, act_names):
+            raise BagDatasetError(f"{bag}: its pairs have conditions {list(cond_names)} and actions "
+                                  f"{list(act_names)}, but the first bag's have {list(names[0])} and "
+                                  f"{list(names[1])}; pass --joints to fix the joint order")
+        _, renumbered = np.unique(pairs.episodes, return_inverse=True)
+        conditions.append(pairs.conditions)
+        actions.append(pairs.actions)
+        episodes.append(renumbered.reshape(-1).astype(np.int64) + next_episode)
+        next_episode += int(renumbered.max()) + 1 if len(renumbered) else 0
+        times.append(pairs.times * 1e-9)
+        bag_index.append(np.full(len(pairs.times), index, np.int64))
+        report.append((bag, len(pairs.times), pairs.dropped))
+    total = sum(n for _, n, _ in report)
+    if total == 0:
+        reasons = "; ".join(f"{bag}: {', '.join(f'{k}: {v}' for k, v in dropped.items()) or 'no candidates'}"
+                            for bag, _, dropped in report)
+        raise BagDatasetError(f"no (condition, action) pairs could be aligned ({reasons})")
+    return Demonstrations(
+        conditions=np.concatenate(conditions), actions=np.concatenate(actions),
+        condition_names=names[0], action_names=names[1],
+        episode_ids=np.concatenate(episodes), times=np.concatenate(times),
+        action_kind="delta" if config.action == "delta" else "absolute",
+        sources=[str(b) for b in bags], bag_index=np.concatenate(bag_index), dropped=_sum_dropped(report))
+
+
+def _sum_dropped(report) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for _, _, dropped in report:
+        for reason, count in dropped.items():
+            total[reason] = total.get(reason, 0) + count
+    return total
