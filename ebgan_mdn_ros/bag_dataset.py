@@ -19,9 +19,10 @@ Alignment (docs/demonstrations.md has the reasoning):
   state at time t. condition as above; action = the joint positions at t + horizon
   (``"target"``) or their change over the horizon (``"delta"``). A pair whose t + horizon falls
   outside its episode is dropped.
-- Episodes: each goal message starts a new episode (a goal is a new request, even if it repeats
-  the last one); with ``split_on_goal_change_only`` only a goal of a different value does. A gap
-  of more than ``max_gap`` s between joint states also starts one, and so does a new bag.
+- Episodes: a goal of a different value starts a new episode (goal sources republish the current
+  goal periodically, so a repeated value continues it); every message on ``episode_topic`` (e.g.
+  the simulator's reset topic, where one goal repeats across episodes) starts one; a gap of more
+  than ``max_gap`` s between joint states starts one; and so does a new bag.
   Pairs never mix episodes: a command received before its episode's goal, or a joint state older
   than ``max_gap`` s, leaves that pair out.
 """
@@ -59,10 +60,10 @@ class ExtractionConfig:
     horizon: float = 0.5                      # s, hindsight look-ahead (no command topic)
     max_gap: float = 0.5                      # s without joint states that splits an episode
     sample_period: float = 0.0                # s, keep at most one pair per period within an episode
-    split_on_goal_change_only: bool = False
+    episode_topic: str | None = None          # every message on it starts an episode (any type)
 
     def __post_init__(self):
-        for name in ("joint_state_topic", "goal_topic", "command_topic"):
+        for name in ("joint_state_topic", "goal_topic", "command_topic", "episode_topic"):
             value = getattr(self, name)
             if value is not None:
                 if not isinstance(value, str) or not value.strip():
@@ -326,21 +327,24 @@ class AlignedPairs:
 
 
 def align(states: JointStates, goals: tuple[np.ndarray, np.ndarray] | None,
-          commands: tuple[np.ndarray, np.ndarray] | None, config: ExtractionConfig) -> AlignedPairs:
+          commands: tuple[np.ndarray, np.ndarray] | None, config: ExtractionConfig,
+          episode_starts: np.ndarray | None = None) -> AlignedPairs:
     """The alignment rule of this module's docstring, on arrays (the tested core).
 
     ``goals`` and ``commands`` are (times, values) or None; ``commands`` values are already in
-    ``states.names`` order. Episodes are intervals of time: a boundary at every goal message (or
-    goal change) and at the first joint state after a gap longer than max_gap.
+    ``states.names`` order; ``episode_starts`` are the times of episode-topic messages. Episodes
+    are intervals of time, with a boundary at every goal change, every episode-topic message and
+    the first joint state after a gap longer than max_gap.
     """
     state_t = states.times
     max_gap, horizon, period = (int(round(s * 1e9)) for s in (config.max_gap, config.horizon, config.sample_period))
     gap_boundaries = state_t[1:][np.diff(state_t) > max_gap]
+    if episode_starts is not None:
+        gap_boundaries = np.sort(np.concatenate([gap_boundaries, np.asarray(episode_starts, np.int64)]))
     if goals is not None:
         goal_t, goal_v = goals
         opens = np.ones(len(goal_t), bool)
-        if config.split_on_goal_change_only:
-            opens[1:] = np.any(goal_v[1:] != goal_v[:-1], axis=1)
+        opens[1:] = np.any(goal_v[1:] != goal_v[:-1], axis=1)
         goal_boundaries = goal_t[opens]
     blocks = len(gap_boundaries) + 1
 
@@ -440,8 +444,7 @@ def _require_topic(bag, topic: str, expected_type: str, role: str, all_topics: d
 def extract_bag(bag: str | Path, config: ExtractionConfig) -> tuple[AlignedPairs, tuple[str, ...], tuple[str, ...]]:
     """Pairs of one recording, with (condition_names, action_names)."""
     topics = [config.joint_state_topic, config.goal_topic]
-    if config.command_topic:
-        topics.append(config.command_topic)
+    topics += [t for t in (config.command_topic, config.episode_topic) if t]
     streams, all_topics = read_topics(bag, topics)
     if not all_topics:
         raise BagDatasetError(f"{bag}: the bag is empty (no topics)")
@@ -465,7 +468,14 @@ def extract_bag(bag: str | Path, config: ExtractionConfig) -> tuple[AlignedPairs
         times, values = _arrays(bag, command_stream, config.command_topic, "command", len(command_joints))
         order = [list(command_joints).index(j) for j in states.names]
         commands = (times, values[:, order])
-    pairs = align(states, goals, commands, config)
+    episode_starts = None
+    if config.episode_topic:
+        if config.episode_topic not in all_topics:
+            listing = ", ".join(sorted(all_topics))
+            raise BagDatasetError(f"{bag}: episode topic {config.episode_topic} is not in the bag (topics: {listing})")
+        stream = streams.get(config.episode_topic)
+        episode_starts = np.asarray(stream.times if stream else [], dtype=np.int64)
+    pairs = align(states, goals, commands, config, episode_starts)
     goal_size = goals[1].shape[1] if goals is not None else 0
     return pairs, condition_names(config, states.names, goal_size), states.names
 

@@ -160,15 +160,22 @@ def test_gap_in_joint_states_starts_a_new_episode(tmp_path):
     assert demos.action_names == ("a",) and demos.condition_names == ("goal.0", "goal.1")
 
 
-def test_repeated_goal_splits_unless_only_changes_count(tmp_path):
+def test_repeated_goal_continues_the_episode_and_episode_topic_splits(tmp_path):
     events = [(0.0, "/goal", array([1.0])), (1.0, "/goal", array([1.0])), (2.0, "/goal", array([2.0]))]
     events += [(0.1 + 0.1 * k, "/joint_states", joint_state(["a"], [k])) for k in range(29)]
+    events += [(1.45, "/reset", array([0.0, 0.0]))]
     bag = write_mcap(tmp_path / "goals.mcap", events)
-    every = extract([bag], ExtractionConfig(horizon=0.1))
-    assert every.episode_count == 3
-    changes = extract([bag], ExtractionConfig(horizon=0.1, split_on_goal_change_only=True))
-    assert changes.episode_count == 2
-    assert len(changes) == len(every) + 1  # the pair at 0.9 s may now look ahead across 1.0 s
+    by_goal = extract([bag], ExtractionConfig(horizon=0.1))
+    # The republished goal at 1.0 s continues episode 0; the new value at 2.0 s opens episode 1.
+    # States at 0.1 .. 2.9 s; the look-ahead drops the states at 1.9 s (the next one is in
+    # episode 1) and 2.9 s (the recording ends).
+    assert by_goal.episode_count == 2 and len(by_goal) == 27
+    assert by_goal.dropped == {"episode ends within the horizon (0.1 s)": 2}
+    with_reset = extract([bag], ExtractionConfig(horizon=0.1, episode_topic="reset"))
+    assert with_reset.episode_count == 3 and len(with_reset) == 26  # the state at 1.4 s loses its look-ahead
+    # [0, 1.45): 0.1 .. 1.3 s; [1.45, 2.0): 1.5 .. 1.8 s; [2.0, end): 2.0 .. 2.8 s
+    np.testing.assert_array_equal(np.bincount(with_reset.episode_ids), [13, 4, 9])
+    assert "episode topic /nothing is not in the bag" in error_of([bag], episode_topic="/nothing")
 
 
 def test_joint_order_may_change_between_messages(tmp_path):

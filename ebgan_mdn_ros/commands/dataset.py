@@ -43,8 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="s without joint states that starts a new episode (default 0.5)")
     parser.add_argument("--sample-period", type=float, default=0.0,
                         help="s: keep at most one pair per period within an episode (default 0: all)")
-    parser.add_argument("--split-on-goal-change-only", action="store_true",
-                        help="a repeated identical goal continues the episode (for periodically republished goals)")
+    parser.add_argument("--episode-topic", default=None,
+                        help="every message on this topic (any type) starts a new episode, e.g. "
+                             "/sim_arm/reset_position; a goal of a new value always does")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
             joint_state_topic=args.joint_state_topic, goal_topic=args.goal_topic,
             command_topic=args.command_topic, joints=args.joints, command_joints=args.command_joints,
             condition=args.condition, action=args.action, horizon=args.horizon, max_gap=args.max_gap,
-            sample_period=args.sample_period, split_on_goal_change_only=args.split_on_goal_change_only)
+            sample_period=args.sample_period, episode_topic=args.episode_topic)
         demos = extract(args.bags, config)
         path = demos.save(args.out)
     except BagDatasetError as exc:
