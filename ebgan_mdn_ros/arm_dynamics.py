@@ -1,0 +1,204 @@
+"""Pure simulation of the arms the demo drives, and the goal tasks it is scored on (numpy, no rclpy).
+
+The arm tracks its position target with first-order dynamics (time constant, velocity cap, joint
+limits): enough to close the loop through real topics without pretending to be a physics engine.
+Tasks (method.md section 6): "ik_2link" (planar arm, links 3 and 3, a Cartesian goal in the reachable
+annulus, two modes: elbow up / elbow down) and "multiroute" (a 2-axis gantry from near (0, 0) to
+the box [19, 21]^2; reached means inside the box).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+TASKS = ("ik_2link", "multiroute")
+
+
+@dataclass(frozen=True)
+class ArmConfig:
+    joint_names: tuple[str, ...]
+    position_lower: tuple[float, ...]       # rad or m
+    position_upper: tuple[float, ...]
+    initial_position: tuple[float, ...]
+    time_constant_s: float = 0.05           # s: first-order lag of the position loop
+    max_velocity: float = 4.0               # rad/s or m/s
+
+    def __post_init__(self):
+        n = len(self.joint_names)
+        if not n or any(len(v) != n for v in (self.position_lower, self.position_upper, self.initial_position)):
+            raise ValueError(f"position_lower/upper and initial_position need {n} values (one per joint)")
+        if any(lo >= hi for lo, hi in zip(self.position_lower, self.position_upper)):
+            raise ValueError(f"position_lower {self.position_lower} must be below position_upper {self.position_upper}")
+        if self.time_constant_s <= 0 or self.max_velocity <= 0:
+            raise ValueError("time_constant_s and max_velocity must be > 0")
+
+
+class FirstOrderArm:
+    """position' = (target - position) / tau, capped at max_velocity, clamped to the joint limits."""
+
+    def __init__(self, config: ArmConfig):
+        self.config = config
+        self._lower = np.array(config.position_lower)
+        self._upper = np.array(config.position_upper)
+        self.position = np.clip(np.array(config.initial_position, dtype=np.float64), self._lower, self._upper)
+        self.velocity = np.zeros_like(self.position)
+
+    def step(self, target: np.ndarray | None, dt: float) -> None:
+        """Advance dt seconds towards ``target`` (None: no command yet, the arm stays put)."""
+        if target is None or dt <= 0:
+            self.velocity[:] = 0.0
+            return
+        gain = 1.0 - math.exp(-dt / self.config.time_constant_s)
+        limit = self.config.max_velocity * dt
+        move = np.clip((np.asarray(target) - self.position) * gain, -limit, limit)
+        new_position = np.clip(self.position + move, self._lower, self._upper)
+        self.velocity = (new_position - self.position) / dt
+        self.position = new_position
+
+    def reset(self, position) -> None:
+        self.position = np.clip(np.asarray(position, dtype=np.float64), self._lower, self._upper)
+        self.velocity = np.zeros_like(self.position)
+
+
+class TrajectoryTarget:
+    """What a joint trajectory controller tracks: linear interpolation from where it started.
+
+    A new trajectory replaces the old one from the current position (as JointTrajectoryController
+    does for a trajectory starting now).
+    """
+
+    def __init__(self):
+        self._times: np.ndarray | None = None
+        self._points: np.ndarray | None = None
+
+    def set(self, start_time: float, start_position: np.ndarray, times_from_start, positions) -> None:
+        times = np.asarray(times_from_start, dtype=np.float64)
+        if times.ndim != 1 or len(times) == 0 or np.any(np.diff(times) <= 0) or times[0] < 0:
+            raise ValueError(f"time_from_start must be non-negative and strictly increasing, got {times.tolist()}")
+        self._times = np.concatenate([[start_time], start_time + times])
+        self._points = np.vstack([start_position, np.asarray(positions, dtype=np.float64)])
+
+    def target(self, now: float) -> np.ndarray | None:
+        if self._times is None:
+            return None
+        return np.array([np.interp(now, self._times, column) for column in self._points.T])
+
+
+def planar_forward_kinematics(joint_position, link_lengths=(3.0, 3.0)) -> np.ndarray:
+    """End-effector (x, y) of a planar 2-link arm; angles in rad, lengths in m."""
+    q1, q2 = joint_position[0], joint_position[1]
+    l1, l2 = link_lengths
+    return np.array([l1 * math.cos(q1) + l2 * math.cos(q1 + q2), l1 * math.sin(q1) + l2 * math.sin(q1 + q2)])
+
+
+def elbow_mode(joint_position) -> str:
+    """The sign of the elbow angle, named as the trainer's metrics and tasks name it (positive = up)."""
+    return "elbow_up" if joint_position[1] > 0 else "elbow_down"
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    task: str = "ik_2link"
+    link_lengths: tuple[float, float] = (3.0, 3.0)   # m (ik_2link)
+    # Goals where the shipped model was trained (tasks.IK_RADIUS_RANGE, right half plane): elsewhere a
+    # goal would test extrapolation, not the node.
+    goal_radius_min: float = 1.0                     # m, annulus of goals (ik_2link)
+    goal_radius_max: float = 5.5
+    goal_bearing_min: float = -math.pi / 2           # rad
+    goal_bearing_max: float = math.pi / 2
+    tolerance: float = 0.1                           # m: end-effector error that counts as reached (ik_2link)
+    goal_box_lower: tuple[float, float] = (19.0, 19.0)  # m (multiroute)
+    goal_box_upper: tuple[float, float] = (21.0, 21.0)
+    start_noise: float = 0.25                        # m, spread of the start around (0, 0) (multiroute)
+    timeout_s: float = 5.0                           # s before a goal counts as missed and a new one starts
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.task not in TASKS:
+            raise ValueError(f"task: {self.task!r} is unknown, expected one of {TASKS}")
+        if not 0 <= self.goal_radius_min < self.goal_radius_max <= sum(self.link_lengths):
+            raise ValueError(f"goal radii [{self.goal_radius_min}, {self.goal_radius_max}] must lie in the reach "
+                             f"[0, {sum(self.link_lengths)}]")
+        if not self.goal_bearing_min < self.goal_bearing_max:
+            raise ValueError(f"goal_bearing_min {self.goal_bearing_min} must be below goal_bearing_max")
+        if self.tolerance <= 0 or self.timeout_s <= 0:
+            raise ValueError("tolerance and timeout_s must be > 0")
+
+
+@dataclass
+class GoalEvent:
+    outcome: str                  # "reached" or "timeout"
+    goal: np.ndarray
+    seconds: float
+    error: float
+    mode: str                     # elbow mode at the end (ik_2link), "" otherwise
+
+
+@dataclass
+class GoalTally:
+    reached: int = 0
+    timed_out: int = 0
+    modes: dict[str, int] = field(default_factory=dict)
+    seconds_to_reach: list[float] = field(default_factory=list)
+
+    @property
+    def attempted(self) -> int:
+        return self.reached + self.timed_out
+
+    @property
+    def success_rate(self) -> float:
+        return self.reached / self.attempted if self.attempted else float("nan")
+
+
+class GoalSchedule:
+    """One goal at a time: a new one when the arm reaches it or after the timeout."""
+
+    def __init__(self, config: TaskConfig):
+        self.config = config
+        self._rng = np.random.default_rng(config.seed)
+        self.tally = GoalTally()
+        self.goal: np.ndarray | None = None
+        self.start_position: np.ndarray | None = None  # multiroute: where the arm restarts each episode
+        self._started_at = 0.0
+
+    def new_goal(self, now: float) -> np.ndarray:
+        c = self.config
+        if c.task == "ik_2link":
+            radius = math.sqrt(self._rng.uniform(c.goal_radius_min ** 2, c.goal_radius_max ** 2))
+            angle = self._rng.uniform(c.goal_bearing_min, c.goal_bearing_max)
+            self.goal = np.array([radius * math.cos(angle), radius * math.sin(angle)])
+        else:
+            self.goal = (np.array(c.goal_box_lower) + np.array(c.goal_box_upper)) / 2.0
+            self.start_position = self._rng.normal(0.0, c.start_noise, size=2)
+        self._started_at = now
+        return self.goal
+
+    def error(self, joint_position) -> float:
+        if self.config.task == "ik_2link":
+            return float(np.linalg.norm(planar_forward_kinematics(joint_position, self.config.link_lengths) - self.goal))
+        outside = np.maximum(np.array(self.config.goal_box_lower) - joint_position[:2], 0.0) + \
+            np.maximum(np.asarray(joint_position[:2]) - np.array(self.config.goal_box_upper), 0.0)
+        return float(np.linalg.norm(outside))
+
+    def update(self, now: float, joint_position) -> GoalEvent | None:
+        """Score the current goal against the arm's position; an event when it ends (then call new_goal)."""
+        if self.goal is None:
+            return None
+        error = self.error(joint_position)
+        elapsed = now - self._started_at
+        reached = error <= (self.config.tolerance if self.config.task == "ik_2link" else 0.0)
+        if not reached and elapsed < self.config.timeout_s:
+            return None
+        mode = elbow_mode(joint_position) if self.config.task == "ik_2link" else ""
+        if reached:
+            self.tally.reached += 1
+            self.tally.seconds_to_reach.append(elapsed)
+            if mode:
+                self.tally.modes[mode] = self.tally.modes.get(mode, 0) + 1
+        else:
+            self.tally.timed_out += 1
+        event = GoalEvent("reached" if reached else "timeout", self.goal.copy(), elapsed, error, mode)
+        self.goal = None
+        return event

@@ -1,0 +1,201 @@
+"""The policy node's parameters: one frozen dataclass, validated where it is built.
+
+ROS parameters are the node's only runtime configuration (config/*.yaml under `/**: ros__parameters`).
+An unknown parameter, a wrong type or an out-of-range value stops start-up with an error that names
+the key and the value. Units are in the field comments and in the shipped YAML files.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from .config_base import ConfigError, from_dict, require
+
+OUTPUT_MODES = ("forward_command", "joint_trajectory")
+EXECUTORS = ("events", "single_threaded")
+SELECTION_RULES = ("mode_first", "lowest_energy", "importance")
+ENERGY_THRESHOLD_WORDS = ("model", "none")
+# Declared by rclpy itself on every node; not ours to validate.
+ROS_BUILTIN_PARAMETERS = ("use_sim_time", "start_type_description_service")
+REQUIRED = ("model_directory", "joint_names")
+PACKAGE = "ebgan_mdn_ros"
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    model_directory: str                    # a model dir (manifest + ONNX); relative: cwd, then share/ebgan_mdn_ros
+    joint_names: tuple[str, ...]            # the controller's joints, in its command order
+    output_mode: str = "forward_command"    # forward_command | joint_trajectory
+    controller_name: str = "forward_position_controller"  # commands go to <controller_name>/commands or /joint_trajectory
+    state_topic: str = "joint_states"       # sensor_msgs/JointState
+    goal_topic: str = "goal"                # std_msgs/Float64MultiArray, read when the model has goal.<i> conditions
+    control_rate_hz: float = 50.0           # Hz; 0 = event-driven (decide on every new joint state)
+    trajectory_time_from_start_s: float = 0.1  # s, time_from_start of the one point sent in joint_trajectory mode
+    executor: str = "events"                # events | single_threaded (see README: measured)
+    # policy runtime (ebgan_mdn_ros.runtime.RuntimeConfig)
+    num_candidates: int = 256               # K candidate actions per decision
+    selection: str = "mode_first"           # mode_first | lowest_energy | importance
+    continuity_weight: float = 0.0          # 1/rad^2: weight of ||candidate - previous action||^2 in the score
+    stickiness: bool = True                 # keep the previous decision's mixture component while plausible
+    keep_mode_min_weight: float = 0.05      # mixture weight below which a kept component is let go
+    energy_threshold: float | str = "model"  # energy above which a decision is untrusted (dimensionless);
+                                            # "model": the manifest's suggestion (none if it has none); "none"
+    temperature: float = 1.0                # importance-resampling temperature (dimensionless)
+    seed: int = 0                           # candidate noise seed (reproducible decisions)
+    execution_providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    intra_op_threads: int = 1
+    inter_op_threads: int = 1
+    # safety (ebgan_mdn_ros.safety_filter.SafetyConfig)
+    state_timeout_s: float = 0.5            # s; an older joint state holds the arm
+    position_lower: tuple[float, ...] = ()  # rad or m per joint; empty = the model's action box (absolute models)
+    position_upper: tuple[float, ...] = ()
+    max_step: float = 0.05                  # rad or m per tick: largest command change
+    max_velocity: float = 1.0               # rad/s or m/s
+    hold_on_untrusted: bool = True          # an untrusted decision holds the previous command
+    dry_run: bool = True                    # decide and publish diagnostics but send no command (real-arm default)
+    autostart: bool = True                  # start deciding at start-up; false: wait for ~/start
+    # observability
+    publish_candidates: bool = True         # the K x A candidates message every decision
+    diagnostics_period_s: float = 1.0       # s between /diagnostics messages
+    latency_window: int = 2000              # decisions kept for the latency percentiles
+
+    def __post_init__(self):
+        require(bool(self.model_directory), "model_directory", self.model_directory, "a model directory path")
+        require(len(self.joint_names) > 0 and len(set(self.joint_names)) == len(self.joint_names),
+                "joint_names", list(self.joint_names), "a non-empty list of unique joint names")
+        require(all(self.joint_names), "joint_names", list(self.joint_names), "no empty names")
+        require(self.output_mode in OUTPUT_MODES, "output_mode", self.output_mode, f"one of {OUTPUT_MODES}")
+        require(bool(self.controller_name) and " " not in self.controller_name, "controller_name",
+                self.controller_name, "a controller (topic namespace) name")
+        require(self.executor in EXECUTORS, "executor", self.executor, f"one of {EXECUTORS}")
+        require(self.selection in SELECTION_RULES, "selection", self.selection, f"one of {SELECTION_RULES}")
+        require(math.isfinite(self.control_rate_hz) and self.control_rate_hz >= 0, "control_rate_hz",
+                self.control_rate_hz, "a rate in Hz >= 0 (0 = event-driven)")
+        require(self.trajectory_time_from_start_s > 0, "trajectory_time_from_start_s",
+                self.trajectory_time_from_start_s, "> 0 s")
+        require(self.num_candidates >= 1, "num_candidates", self.num_candidates, ">= 1")
+        require(self.continuity_weight >= 0, "continuity_weight", self.continuity_weight, ">= 0")
+        require(0 <= self.keep_mode_min_weight <= 1, "keep_mode_min_weight", self.keep_mode_min_weight, "in [0, 1]")
+        require(self.energy_threshold in ENERGY_THRESHOLD_WORDS if isinstance(self.energy_threshold, str)
+                else math.isfinite(self.energy_threshold), "energy_threshold", self.energy_threshold,
+                f"a finite number or one of {ENERGY_THRESHOLD_WORDS}")
+        require(self.temperature > 0, "temperature", self.temperature, "> 0")
+        require(len(self.execution_providers) > 0, "execution_providers", list(self.execution_providers),
+                "at least one ONNX Runtime execution provider")
+        require(self.intra_op_threads >= 1, "intra_op_threads", self.intra_op_threads, ">= 1")
+        require(self.inter_op_threads >= 1, "inter_op_threads", self.inter_op_threads, ">= 1")
+        require(self.state_timeout_s > 0, "state_timeout_s", self.state_timeout_s, "> 0 s")
+        for key in ("position_lower", "position_upper"):
+            value = getattr(self, key)
+            require(len(value) in (0, len(self.joint_names)), key, list(value),
+                    f"empty or {len(self.joint_names)} values (one per joint in joint_names)")
+        require(len(self.position_lower) == len(self.position_upper), "position_upper", list(self.position_upper),
+                "as many values as position_lower")
+        require(all(lo < hi for lo, hi in zip(self.position_lower, self.position_upper)), "position_lower",
+                list(self.position_lower), f"below position_upper {list(self.position_upper)}")
+        require(self.max_step > 0, "max_step", self.max_step, "> 0 (rad or m per tick)")
+        require(self.max_velocity > 0, "max_velocity", self.max_velocity, "> 0 (rad/s or m/s)")
+        require(self.diagnostics_period_s > 0, "diagnostics_period_s", self.diagnostics_period_s, "> 0 s")
+        require(self.latency_window >= 10, "latency_window", self.latency_window, ">= 10")
+
+    @property
+    def command_topic(self) -> str:
+        suffix = "commands" if self.output_mode == "forward_command" else "joint_trajectory"
+        return f"{self.controller_name}/{suffix}"
+
+    @property
+    def event_driven(self) -> bool:
+        return self.control_rate_hz == 0
+
+    def runtime_config(self):
+        from .runtime import RuntimeConfig  # the runtime pulls in onnxruntime: only when a node starts
+        return RuntimeConfig(
+            num_candidates=self.num_candidates, selection=self.selection,
+            continuity_weight=self.continuity_weight, stickiness=self.stickiness,
+            keep_mode_min_weight=self.keep_mode_min_weight,
+            energy_threshold=self._energy_threshold(),
+            temperature=self.temperature, seed=self.seed, providers=tuple(self.execution_providers),
+            intra_op_threads=self.intra_op_threads, inter_op_threads=self.inter_op_threads)
+
+
+    def _energy_threshold(self) -> float | None:
+        if self.energy_threshold == "model":
+            return None  # the runtime then takes the manifest's calibrated suggestion
+        if self.energy_threshold == "none":
+            return sys.float_info.max  # finite, as the runtime requires, and above any energy
+        return float(self.energy_threshold)
+
+
+def config_from_parameters(parameters: Mapping[str, Any]) -> NodeConfig:
+    """NodeConfig from a flat {name: value} of ROS parameters; None means "not given" (the default)."""
+    given = {k: v for k, v in parameters.items()
+             if v is not None and k not in ROS_BUILTIN_PARAMETERS and not k.startswith("qos_overrides.")}
+    missing = [k for k in REQUIRED if k not in given]
+    if missing:
+        raise ConfigError(f"missing required parameter(s) {missing} (set them in the YAML file or with -p)")
+    # ROS hands arrays back as lists or array.array; the dataclass wants tuples of plain values.
+    given = {k: list(v) if hasattr(v, "__len__") and not isinstance(v, str) else v for k, v in given.items()}
+    return from_dict(NodeConfig, given)
+
+
+def parameter_defaults() -> dict[str, Any]:
+    """Every parameter name with its default (None for the required ones), for declare_parameter."""
+    return {f.name: (None if f.default is dataclasses.MISSING else f.default) for f in dataclasses.fields(NodeConfig)}
+
+
+def load_parameter_file(path: str | Path, node_name: str) -> dict[str, Any]:
+    """The flat parameters a ROS 2 params file gives ``node_name`` (`/**` first, then the node's own)."""
+    with open(path) as f:
+        data = yaml.safe_load(f) or {}
+    merged: dict[str, Any] = {}
+    for key in ("/**", node_name, f"/{node_name}"):
+        section = data.get(key)
+        if section is None:
+            continue
+        if not isinstance(section, dict) or "ros__parameters" not in section:
+            raise ConfigError(f"{path}: section {key!r} has no 'ros__parameters'")
+        merged.update(_flatten(section["ros__parameters"] or {}))
+    return merged
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def package_share_directories() -> list[Path]:
+    """Where launch/, config/ and models/ are: the source checkout this module runs from (the freshest
+    copy when there is one), then every share/ebgan_mdn_ros on AMENT_PREFIX_PATH (an installed package)."""
+    found = []
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "package.xml").is_file():
+        found.append(checkout)
+    for prefix in filter(None, os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep)):
+        share = Path(prefix) / "share" / PACKAGE
+        if share.is_dir():
+            found.append(share)
+    return found
+
+
+def resolve_model_directory(value: str) -> Path:
+    """An existing directory for ``value``: absolute, relative to cwd, or relative to the package share."""
+    path = Path(value).expanduser()
+    if path.is_absolute() or path.is_dir():
+        return path.resolve() if path.is_dir() else path
+    for share in package_share_directories():
+        if (share / path).is_dir():
+            return (share / path).resolve()
+    return path
