@@ -1,0 +1,30 @@
+"""Start the policy node, with a simulated arm (arm:=sim) or for a ros2_control arm (arm:=real).
+
+  ros2 launch ebgan_mdn_ros policy.launch.py arm:=sim
+  ros2 launch ebgan_mdn_ros policy.launch.py arm:=real model:=/path/to/model config:=/path/to/params.yaml
+
+Which nodes start, with which parameters, is decided in ebgan_mdn_ros.launch_plan (tested without
+launch_ros); this file only turns that plan into launch actions.
+"""
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+from ebgan_mdn_ros.launch_plan import LAUNCH_ARGUMENTS, PACKAGE, plan
+
+
+def _nodes(context):
+    values = {name: LaunchConfiguration(name).perform(context) for name in LAUNCH_ARGUMENTS}
+    launch_plan = plan(values["arm"], values["model"], values["config"], get_package_share_directory(PACKAGE))
+    return [Node(package=spec.package, executable=spec.executable, name=spec.name, output="screen",
+                 parameters=list(spec.parameters), arguments=list(spec.arguments),
+                 remappings=list(spec.remappings))
+            for spec in launch_plan.nodes]
+
+
+def generate_launch_description():
+    arguments = [DeclareLaunchArgument(name, default_value=default, description=description)
+                 for name, (default, description) in LAUNCH_ARGUMENTS.items()]
+    return LaunchDescription(arguments + [OpaqueFunction(function=_nodes)])
