@@ -159,6 +159,31 @@ def _export_graph(module: torch.nn.Module, role: str, path: Path, condition_dim:
                           input_names=[t.name for t in inputs], output_names=[t.name for t in outputs],
                           dynamic_axes={k: v for k, v in dynamic_axes.items() if v}, opset_version=OPSET,
                           dynamo=False, do_constant_folding=True)
+    _stamp_signature(path, inputs + outputs)
+
+
+def _stamp_signature(path: Path, specs) -> None:
+    """Write the contract's shapes onto the graph's inputs and outputs.
+
+    The exporter's shape inference sometimes leaves a fixed size symbolic (e.g. an action size of 1
+    after a broadcast); the contract says what it is, and the parity check and probe confirm it.
+    """
+    import onnx
+
+    model = onnx.load(str(path))
+    by_name = {spec.name: spec for spec in specs}
+    for value in list(model.graph.input) + list(model.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        wanted = by_name[value.name].shape
+        del dims[:]
+        for size in wanted:
+            dim = dims.add()
+            if isinstance(size, int):
+                dim.dim_value = size
+            else:
+                dim.dim_param = size
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
 
 
 def _parity_inputs(ckpt: Checkpoint, rng: np.random.Generator, batch: int, count: int, spread: float):

@@ -60,7 +60,10 @@ def resolve_providers(requested: Iterable[str]) -> list[str]:
 
 def load_model(model_dir: str | Path, providers: Iterable[str] = DEFAULT_PROVIDERS, intra_op_threads: int = 1,
                inter_op_threads: int = 1, roles: Iterable[str] | None = None, probe: bool = True) -> LoadedModel:
-    """Validate ``model_dir`` and open a session per graph (``roles``: default all in the manifest)."""
+    """Validate ``model_dir`` and open a session per graph in ``roles`` (default: all in the manifest).
+
+    Every graph's file and hash is checked; names, shapes and the probe apply to the opened ones.
+    """
     directory = Path(model_dir)
     if not directory.is_dir():
         raise ModelValidationError(f"{directory} is not a directory")
@@ -73,12 +76,13 @@ def load_model(model_dir: str | Path, providers: Iterable[str] = DEFAULT_PROVIDE
     for role in roles:
         if role not in graphs:
             raise ModelValidationError(f"{directory}: the manifest has no {role!r} graph")
+    for graph in graphs.values():  # all of them: the directory ships as one unit, even if one graph serves
+        _check_file(directory / graph.file, graph)
     usable = resolve_providers(providers)
     options = session_options(intra_op_threads, inter_op_threads)
     sessions = {}
     for role in roles:
         path = directory / graphs[role].file
-        _check_file(path, graphs[role])
         try:
             session = ort.InferenceSession(str(path), sess_options=options, providers=usable)
         except Exception as exc:  # onnxruntime raises its own classes for every kind of broken file
