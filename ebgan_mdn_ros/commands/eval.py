@@ -1,0 +1,33 @@
+"""`ebgan-mdn eval RUN`: metrics of a trained run per selection rule (JSON on stdout), plots in RUN."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+HELP = "Evaluate a trained run: metrics as JSON, plots as PNG."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", help="run directory holding checkpoint.pt")
+    parser.add_argument("--samples", type=int, help="decisions per test condition (default per task)")
+    parser.add_argument("--rollouts", type=int, default=200, help="closed-loop rollouts (planning task)")
+    parser.add_argument("--seed", type=int, default=0, help="evaluation seed")
+    parser.add_argument("--rules", nargs="+", help="subset of raw, lowest_energy, mode_first, importance")
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNGs")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..evaluate import RULES, evaluate_run
+    rules = tuple(args.rules or RULES)
+    unknown = [rule for rule in rules if rule not in RULES]
+    if unknown:
+        print(f"ebgan-mdn eval: error: unknown rule(s) {unknown}, expected {list(RULES)}", file=sys.stderr)
+        return 2
+    try:
+        metrics = evaluate_run(args.run, args.samples, args.rollouts, args.seed, rules, plots=not args.no_plots)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"ebgan-mdn eval: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(metrics, indent=2))
+    return 0

@@ -1,0 +1,302 @@
+"""Training loop for every method: EBGAN-MDN, R-NCE and the baselines (method.md sec. 3-4).
+
+Reads top to bottom: `build_networks` and `build_optimizers` are separate from `train_loop` so a
+distributed launcher can wrap the networks (DistributedDataParallel) between the two and shard
+`epoch_batches`; `train` is the single-process entry that normalises, builds, loops and saves.
+Everything inside the loop works in normalised units.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from . import objectives as obj
+from .checkpoint import Checkpoint, PolicySpec, save_checkpoint
+from .config_base import to_dict
+from .mixture import sample_mixture
+from .models import EnergyMLP, MixtureDensityNetwork, MLPPolicy, Normalizer
+from .train_config import ENERGY_METHODS, MDN_METHODS, TrainConfig
+
+
+@dataclass
+class Networks:
+    generator: nn.Module | None
+    energy: nn.Module | None
+    generator_kwargs: dict | None
+    energy_kwargs: dict | None
+
+
+@dataclass
+class Optimizers:
+    generator: torch.optim.Optimizer | None
+    energy: torch.optim.Optimizer | None
+    schedulers: list = field(default_factory=list)
+
+
+@dataclass
+class TrainingData:
+    """Normalised tensors plus the action box in normalised units (uniform negatives live there)."""
+    conditions: torch.Tensor
+    actions: torch.Tensor
+    box_low: torch.Tensor
+    box_high: torch.Tensor
+
+
+def build_networks(method: str, condition_dim: int, action_dim: int, config: TrainConfig) -> Networks:
+    model = config.model
+    generator_kwargs = energy_kwargs = None
+    generator = energy = None
+    if method in MDN_METHODS:
+        generator_kwargs = dict(condition_dim=condition_dim, action_dim=action_dim,
+                                num_components=model.num_components, hidden_sizes=list(model.generator_hidden),
+                                scale_type=model.scale_type, min_scale=model.min_scale, activation=model.activation)
+        generator = MixtureDensityNetwork(**generator_kwargs)
+    elif method in ("bc", "cgan", "ebgan"):
+        generator_kwargs = dict(condition_dim=condition_dim, action_dim=action_dim,
+                                hidden_sizes=list(model.generator_hidden),
+                                noise_dim=0 if method == "bc" else model.noise_dim, activation=model.activation)
+        generator = MLPPolicy(**generator_kwargs)
+    if method in ENERGY_METHODS:
+        energy_kwargs = dict(condition_dim=condition_dim, action_dim=action_dim,
+                             hidden_sizes=list(model.energy_hidden), activation=model.activation)
+        energy = EnergyMLP(**energy_kwargs)
+    return Networks(generator, energy, generator_kwargs, energy_kwargs)
+
+
+def build_optimizers(networks: Networks, config: TrainConfig) -> Optimizers:
+    optim = config.optim
+
+    def adam(module, lr):
+        if module is None:
+            return None
+        return torch.optim.Adam(module.parameters(), lr=lr, weight_decay=optim.weight_decay)
+
+    generator = adam(networks.generator, optim.generator_lr)
+    energy = adam(networks.energy, optim.energy_lr)
+    schedulers = []
+    for optimizer in (generator, energy):
+        if optimizer is None or optim.lr_schedule == "constant":
+            continue
+        if optim.lr_schedule == "step":
+            schedulers.append(torch.optim.lr_scheduler.StepLR(optimizer, optim.lr_step_epochs, optim.lr_gamma))
+        else:  # stepped per epoch, like StepLR
+            schedulers.append(torch.optim.lr_scheduler.CosineAnnealingLR(
+                optimizer, optim.epochs, eta_min=optimizer.defaults["lr"] * optim.lr_final_fraction))
+    return Optimizers(generator, energy, schedulers)
+
+
+def epoch_batches(count: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """Shuffled index batches; the last, smaller one is dropped unless it is the only one."""
+    order = torch.randperm(count, generator=generator)
+    full = max(count // batch_size, 1)
+    return [order[i * batch_size:(i + 1) * batch_size] for i in range(full)]
+
+
+def _uniform(data: TrainingData, batch: int, count: int) -> torch.Tensor:
+    low, high = data.box_low, data.box_high
+    return low + (high - low) * torch.rand(batch, count, low.shape[0])
+
+
+def _update(optimizer: torch.optim.Optimizer, loss: torch.Tensor, module: nn.Module, clip: float) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip > 0:
+        nn.utils.clip_grad_norm_(module.parameters(), clip)
+    optimizer.step()
+
+
+@dataclass
+class StepContext:
+    networks: Networks
+    optimizers: Optimizers
+    data: TrainingData
+    config: TrainConfig
+    epoch: int
+    train_energy: bool
+
+
+def _energy_step_ebgan(ctx: StepContext, condition, actions) -> dict:
+    """Modified InfoNCE over uniform negatives and (alpha-scaled) generator samples, R times."""
+    cfg, nets = ctx.config.objective, ctx.networks
+    alpha = obj.inclusion_alpha(cfg.generator_inclusion, ctx.epoch, ctx.config.optim.epochs, cfg.alpha_min)
+    loss = torch.zeros(())
+    for _ in range(cfg.energy_updates_per_batch):
+        negatives = _uniform(ctx.data, len(actions), cfg.uniform_negatives)
+        generated = None
+        if alpha is not None and nets.generator is not None:
+            with torch.no_grad():
+                generated = _generator_samples(nets.generator, condition, cfg.generator_samples,
+                                               ctx.config.model.distribution)
+        loss = obj.ebgan_energy_loss(nets.energy, condition, actions, negatives, generated, alpha)
+        _update(ctx.optimizers.energy, loss, nets.energy, ctx.config.optim.grad_clip)
+    return {"energy": loss.item()}
+
+
+def _generator_samples(generator: nn.Module, condition: torch.Tensor, count: int, distribution: str) -> torch.Tensor:
+    if isinstance(generator, MixtureDensityNetwork):
+        return sample_mixture(*generator(condition), count, distribution)[0]
+    repeated = condition.repeat_interleave(count, 0)
+    return generator(repeated).reshape(len(condition), count, -1)
+
+
+def _mdn_generator_step(ctx: StepContext, condition, actions) -> dict:
+    """Energy-enforced MDN loss; with energy weight 0 (R-NCE's default) plain maximum likelihood."""
+    cfg, nets, distribution = ctx.config.objective, ctx.networks, ctx.config.model.distribution
+    nll, mixture = obj.mixture_negative_log_likelihood(nets.generator, condition, actions, distribution)
+    energy_weight = cfg.energy_weight_for(ctx.config.method) if ctx.train_energy else 0.0
+    sample_energy = torch.zeros(1)
+    if energy_weight > 0:
+        samples = sample_mixture(*mixture, cfg.generator_samples, distribution)[0]
+        sample_energy = obj.energies_with_frozen_parameters(nets.energy, condition, samples)
+    loss = obj.energy_enforced_generator_loss(sample_energy, nll, energy_weight, cfg.generator_nll_weight)
+    _update(ctx.optimizers.generator, loss, nets.generator, ctx.config.optim.grad_clip)
+    return {"nll": nll.mean().item()}
+
+
+def step_ebgan_mdn(ctx: StepContext, condition, actions) -> dict:
+    losses = _energy_step_ebgan(ctx, condition, actions) if ctx.train_energy else {}
+    return {**losses, **_mdn_generator_step(ctx, condition, actions)}
+
+
+def step_rnce(ctx: StepContext, condition, actions) -> dict:
+    """MDN by its own likelihood (plus optional energy term), energy by R-NCE with the MDN as proposal."""
+    losses = _mdn_generator_step(ctx, condition, actions)
+    if not ctx.train_energy:
+        return losses
+    cfg, nets, model = ctx.config.objective, ctx.networks, ctx.config.model
+    share = cfg.uniform_negatives / (cfg.uniform_negatives + cfg.proposal_negatives)
+    uniform_log_q = obj.uniform_log_density(ctx.data.box_low, ctx.data.box_high)
+    for _ in range(cfg.energy_updates_per_batch):
+        with torch.no_grad():
+            mixture = nets.generator(condition)
+            parts = [actions.unsqueeze(1)]
+            if cfg.proposal_negatives:
+                parts.append(sample_mixture(*mixture, cfg.proposal_negatives, model.distribution)[0])
+            if cfg.uniform_negatives:
+                parts.append(_uniform(ctx.data, len(actions), cfg.uniform_negatives))
+            candidates = torch.cat(parts, 1)
+            log_q = obj.proposal_log_density(mixture, candidates, share, uniform_log_q, model.distribution)
+        loss = obj.ranking_nce(obj.energies_of(nets.energy, condition, candidates), log_q)
+        _update(ctx.optimizers.energy, loss, nets.energy, ctx.config.optim.grad_clip)
+    return {**losses, "energy": loss.item()}
+
+
+def step_mdn(ctx: StepContext, condition, actions) -> dict:
+    nll, _ = obj.mixture_negative_log_likelihood(ctx.networks.generator, condition, actions, ctx.config.model.distribution)
+    _update(ctx.optimizers.generator, nll.mean(), ctx.networks.generator, ctx.config.optim.grad_clip)
+    return {"nll": nll.mean().item()}
+
+
+def step_bc(ctx: StepContext, condition, actions) -> dict:
+    loss = obj.mse_behaviour_cloning(ctx.networks.generator(condition), actions)
+    _update(ctx.optimizers.generator, loss, ctx.networks.generator, ctx.config.optim.grad_clip)
+    return {"mse": loss.item()}
+
+
+def step_cgan(ctx: StepContext, condition, actions) -> dict:
+    """Critic logit = -energy, so the saved critic ranks candidates with the same sign as an energy."""
+    nets, clip = ctx.networks, ctx.config.optim.grad_clip
+    fake = nets.generator(condition)
+    real_logits = -nets.energy(condition, actions.unsqueeze(1))
+    fake_logits = -nets.energy(condition, fake.detach().unsqueeze(1))
+    d_loss = obj.gan_discriminator_loss(real_logits, fake_logits)
+    _update(ctx.optimizers.energy, d_loss, nets.energy, clip)
+    g_loss = obj.gan_generator_loss(-obj.energies_with_frozen_parameters(nets.energy, condition, fake.unsqueeze(1)))
+    _update(ctx.optimizers.generator, g_loss, nets.generator, clip)
+    return {"critic": d_loss.item(), "generator": g_loss.item()}
+
+
+def step_ebgan(ctx: StepContext, condition, actions) -> dict:
+    """EBGAN with an MLP generator: no density, so the generator only descends the energy."""
+    losses = _energy_step_ebgan(ctx, condition, actions)
+    nets = ctx.networks
+    samples = _generator_samples(nets.generator, condition, ctx.config.objective.generator_samples, "gaussian")
+    g_loss = obj.energies_with_frozen_parameters(nets.energy, condition, samples).mean()
+    _update(ctx.optimizers.generator, g_loss, nets.generator, ctx.config.optim.grad_clip)
+    return {**losses, "generator": g_loss.item()}
+
+
+def step_ibc(ctx: StepContext, condition, actions) -> dict:
+    cfg = ctx.config.objective
+    negatives = _uniform(ctx.data, len(actions), cfg.uniform_negatives)
+    loss = obj.ebgan_energy_loss(ctx.networks.energy, condition, actions, negatives, None, None)
+    _update(ctx.optimizers.energy, loss, ctx.networks.energy, ctx.config.optim.grad_clip)
+    return {"energy": loss.item()}
+
+
+METHOD_STEPS: dict[str, Callable[[StepContext, torch.Tensor, torch.Tensor], dict]] = {
+    "ebgan-mdn": step_ebgan_mdn, "rnce": step_rnce, "mdn": step_mdn, "bc": step_bc,
+    "cgan": step_cgan, "ebgan": step_ebgan, "ibc": step_ibc,
+}
+
+
+def train_loop(networks: Networks, optimizers: Optimizers, data: TrainingData, config: TrainConfig,
+               shuffle_generator: torch.Generator) -> list[dict]:
+    """All epochs of `config.method`; returns per-epoch mean losses."""
+    step = METHOD_STEPS[config.method]
+    history = []
+    epochs = tqdm(range(config.optim.epochs), desc=f"{config.method} {config.task}", unit="epoch",
+                  disable=not config.progress, mininterval=1.0)
+    for epoch in epochs:
+        for module in (networks.generator, networks.energy):
+            if module is not None:
+                module.train()
+        totals: dict[str, float] = {}
+        batches = epoch_batches(len(data.actions), config.optim.batch_size, shuffle_generator)
+        for index in batches:
+            ctx = StepContext(networks, optimizers, data, config, epoch,
+                              train_energy=epoch >= config.optim.energy_start_epoch)
+            for key, value in step(ctx, data.conditions[index], data.actions[index]).items():
+                totals[key] = totals.get(key, 0.0) + value
+        for scheduler in optimizers.schedulers:
+            scheduler.step()
+        means = {key: value / len(batches) for key, value in totals.items()}
+        if not all(math.isfinite(v) for v in means.values()):
+            raise FloatingPointError(f"epoch {epoch}: a loss is not finite: {means}")
+        history.append(means)
+        epochs.set_postfix({k: f"{v:.3f}" for k, v in means.items()}, refresh=False)
+    return history
+
+
+def fit_normalizer(values: np.ndarray) -> Normalizer:
+    """Per-dimension mean/std; a constant dimension (the grid's condition) keeps std 1, not 0."""
+    values = torch.tensor(np.asarray(values, dtype=np.float32))
+    std = values.std(0)
+    return Normalizer(values.mean(0), torch.where(std < 1e-6, torch.ones_like(std), std))
+
+
+def train(config: TrainConfig, conditions: np.ndarray, actions: np.ndarray, spec: PolicySpec,
+          out_dir: str | Path | None = None) -> Checkpoint:
+    """Train `config.method` on (conditions, actions); save out_dir/checkpoint.pt when out_dir is given."""
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed)
+    torch.set_num_threads(config.threads)
+    condition_norm, action_norm = fit_normalizer(conditions), fit_normalizer(actions)
+    data = TrainingData(
+        condition_norm(torch.tensor(np.asarray(conditions, dtype=np.float32))),
+        action_norm(torch.tensor(np.asarray(actions, dtype=np.float32))),
+        action_norm(torch.tensor(spec.action_low, dtype=torch.float32)),
+        action_norm(torch.tensor(spec.action_high, dtype=torch.float32)))
+    networks = build_networks(config.method, spec.condition_dim, spec.action_dim, config)
+    optimizers = build_optimizers(networks, config)
+    started = time.perf_counter()
+    history = train_loop(networks, optimizers, data, config, torch.Generator().manual_seed(config.seed))
+    seconds = time.perf_counter() - started
+    for module in (networks.generator, networks.energy):
+        if module is not None:
+            module.eval()
+    checkpoint = Checkpoint(
+        method=config.method, task=config.task, spec=spec, condition_normalizer=condition_norm,
+        action_normalizer=action_norm, generator=networks.generator, energy=networks.energy,
+        config=to_dict(config), metrics={"final_losses": history[-1]}, train_seconds=seconds)
+    if out_dir is not None:
+        save_checkpoint(Path(out_dir) / "checkpoint.pt", checkpoint, networks.generator_kwargs, networks.energy_kwargs)
+    return checkpoint
