@@ -1,0 +1,393 @@
+"""The ROS 2 policy node (`policy_node`): a thin shell over PolicyRuntime and SafetyFilter.
+
+Per decision: the newest JointState (reordered by name) and goal -> condition -> PolicyRuntime.decide
+-> target (absolute, or position + action for delta models) -> SafetyFilter -> one command to the
+controller, plus the Candidates and Decision messages stamped with the answered state's stamp.
+Everything heavy (the model, its sessions, publishers, reusable messages) is built at start-up; a
+missing or mismatched model stops start-up with the reason. Model swaps load on a worker thread
+(ModelSwapper) and take effect between decisions. Callbacks never block and never touch files.
+
+Topics (relative names, so a namespace or remapping moves them):
+  in:  joint_states (sensor_msgs/JointState, sensor-data QoS), goal (std_msgs/Float64MultiArray)
+  out: <controller>/commands (std_msgs/Float64MultiArray) or <controller>/joint_trajectory
+       (trajectory_msgs/JointTrajectory), reliable keep-last 1; ~/candidates, ~/decision;
+       ~/model_info (latched); /diagnostics
+  services: ~/start ~/stop ~/reset ~/reload ~/rollback (std_srvs/Trigger)
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.experimental import EventsExecutor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
+
+from . import conversions
+from .config_base import ConfigError
+from .latency_stats import LatencyStats, RateMeter
+from .model_swap import ModelRejected, ModelSwapper, SwapEvent, make_runtime_validator
+from .msg import Candidates, Decision
+from .node_config import NodeConfig, config_from_parameters, package_share_directories, resolve_model_directory
+from .safety_filter import SafetyConfig, SafetyFilter
+from .state_assembly import Rejected, StateAssembler
+
+NODE_NAME = "policy_node"
+# Parameters that may change while running; the rest need a restart (they shape sessions and topics).
+LIVE_PARAMETERS = ("model_directory", "dry_run")
+
+
+class PolicyNode(Node):
+    def __init__(self, node_name: str = NODE_NAME, **node_kwargs):
+        # Declaring every override lets an unknown (misspelt) parameter fail start-up by name.
+        super().__init__(node_name, automatically_declare_parameters_from_overrides=True, **node_kwargs)
+        self.runtime = None
+        self._swapper = ModelSwapper(self._load_runtime, self._validate_runtime)
+        try:
+            self.config: NodeConfig = self._read_config()
+            model_dir = resolve_model_directory(self.config.model_directory)
+            if not model_dir.is_dir():
+                raise ModelRejected(f"model_directory: {self.config.model_directory!r} is not a directory (looked "
+                                    f"in {Path.cwd()} and {[str(p) for p in package_share_directories()]})")
+            self.runtime = self._swapper.load_initial(str(model_dir))  # raises ModelRejected with the reason
+            self._use_model(self.runtime)
+        except Exception:
+            self.destroy_node()  # nothing was published or commanded; leave no half-built node behind
+            raise
+        c = self.config
+
+        self._running = c.autostart
+        self._dry_run = c.dry_run
+        self._needs_seed = True          # the first command starts from the measured position (no jump)
+        self._previous_action: np.ndarray | None = None
+        self._state: JointState | None = None
+        self._state_received = 0.0       # perf_counter at receipt
+        self._answered: JointState | None = None
+        self._goal: np.ndarray | None = None
+        self._last_command_time: float | None = None
+        self._last_decision = None
+        self._last_reject = ""
+        self.states_rejected = 0
+        self.decisions = 0
+        period = 1.0 / c.control_rate_hz if c.control_rate_hz > 0 else None
+        self.latency = LatencyStats(c.latency_window, budget_s=period)
+        self.inference = LatencyStats(c.latency_window)
+        self.rate = RateMeter(min(c.latency_window, 1000))
+
+        reliable_1 = QoSProfile(depth=1)
+        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        if c.output_mode == "forward_command":
+            self._command_msg = Float64MultiArray()
+            self._command_pub = self.create_publisher(Float64MultiArray, c.command_topic, reliable_1)
+        else:
+            self._command_msg = conversions.trajectory_message(c.joint_names, c.trajectory_time_from_start_s)
+            self._command_pub = self.create_publisher(JointTrajectory, c.command_topic, reliable_1)
+        self._candidates_msg = Candidates()
+        self._decision_msg = Decision()
+        self._candidates_pub = self.create_publisher(Candidates, "~/candidates", QoSProfile(depth=5))
+        self._decision_pub = self.create_publisher(Decision, "~/decision", QoSProfile(depth=5))
+        self._model_info_pub = self.create_publisher(conversions.ModelInfo, "~/model_info", latched)
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", QoSProfile(depth=10))
+        self._set_model_fields()
+        self._publish_model_info()
+
+        self.create_subscription(JointState, c.state_topic, self._on_state, qos_profile_sensor_data)
+        self.create_subscription(Float64MultiArray, c.goal_topic, self._on_goal, QoSProfile(depth=1))
+        if period is not None:
+            self.create_timer(period, self._decide)
+        self.create_timer(0.05, self._poll_swap)  # swaps also land while stopped or without state
+        self.create_timer(c.diagnostics_period_s, self._publish_diagnostics)
+        for name, handler in (("start", self._srv_start), ("stop", self._srv_stop), ("reset", self._srv_reset),
+                              ("reload", self._srv_reload), ("rollback", self._srv_rollback)):
+            self.create_service(Trigger, f"~/{name}", handler)
+        self.add_on_set_parameters_callback(self._check_parameter_change)
+        self.add_post_set_parameters_callback(self._apply_parameter_change)
+        mode = "event-driven" if period is None else f"{c.control_rate_hz:g} Hz"
+        self.get_logger().info(
+            f"serving {self._swapper.active_dir} (version {self.runtime.manifest.model_version}) on "
+            f"{list(self.runtime.providers)}, {mode}, {c.output_mode} -> {c.command_topic}"
+            f"{', DRY RUN (no commands)' if self._dry_run else ''}{'' if self._running else ', waiting for ~/start'}")
+
+    # -- configuration and model -----------------------------------------------------------------
+    def _read_config(self) -> NodeConfig:
+        names = self.list_parameters([], 0).names
+        return config_from_parameters({name: self.get_parameter(name).value for name in names})
+
+    def _load_runtime(self, model_dir: str):
+        from .runtime import PolicyRuntime  # onnxruntime is loaded with the first model
+        return PolicyRuntime(model_dir, self.config.runtime_config())
+
+    def _validate_runtime(self, runtime) -> None:
+        """On the swap worker (or at start-up): can this node serve ``runtime``? Raises ModelRejected."""
+        manifest = runtime.manifest
+        try:
+            StateAssembler(manifest.condition_names, self.config.joint_names)
+        except ValueError as exc:
+            raise ModelRejected(f"{exc} (model conditions {list(manifest.condition_names)})") from None
+        if manifest.action_kind == "delta" and not self.config.position_lower:
+            raise ModelRejected("a delta-action model needs the position_lower/position_upper parameters")
+        # A swap must not turn absolute targets into deltas; probes run at the training condition mean.
+        serving_kind = self.runtime.manifest.action_kind if self.runtime is not None else None
+        make_runtime_validator(self.config.joint_names, action_kind=serving_kind)(runtime)
+
+    def _use_model(self, runtime) -> None:
+        """Adopt ``runtime`` (start-up or swap; between decisions, never inside one)."""
+        c, manifest = self.config, runtime.manifest
+        self.runtime = runtime
+        self._assembler = StateAssembler(manifest.condition_names, c.joint_names)
+        self._delta = manifest.action_kind == "delta"
+        if c.position_lower:
+            lower, upper = c.position_lower, c.position_upper
+        elif not self._delta:
+            lower, upper = tuple(manifest.action_low), tuple(manifest.action_high)
+        else:
+            raise ModelRejected("a delta-action model needs position_lower/position_upper parameters")
+        previous = getattr(self, "_safety", None)
+        self._safety = SafetyFilter(SafetyConfig(
+            position_lower=lower, position_upper=upper, max_step=c.max_step, max_velocity=c.max_velocity,
+            state_timeout_s=c.state_timeout_s, hold_on_untrusted=c.hold_on_untrusted), c.joint_names)
+        if previous is not None and previous.previous_command is not None:
+            self._safety.reset(previous.previous_command)  # a swap continues from the last command
+            self._safety.counters.update(previous.counters)
+
+    def _set_model_fields(self) -> None:
+        manifest = self.runtime.manifest
+        self._decision_msg.model_version = str(manifest.model_version)
+        self._decision_msg.model_sha256 = conversions.graph_sha256(manifest, "generator")
+        self._decision_msg.joint_names = list(self.config.joint_names)
+        self._candidates_msg.action_names = list(manifest.action_names)
+
+    def _publish_model_info(self) -> None:
+        self._model_info_pub.publish(conversions.model_info(
+            self.get_clock().now().to_msg(), self._swapper.active_dir, self.runtime.manifest,
+            self.runtime.providers, self.config.num_candidates, self._swapper.last_result))
+
+    def _poll_swap(self) -> None:
+        event = self._swapper.poll()
+        if event is not None:
+            self._on_swap(event)
+
+    def _on_swap(self, event: SwapEvent) -> None:
+        if event.ok:
+            self._use_model(self._swapper.active)
+            self.runtime.reset()
+            self._previous_action = None
+            self._set_model_fields()
+            self.get_logger().info(f"model {event.kind}: now serving {event.model_dir} "
+                                   f"(version {self.runtime.manifest.model_version})")
+        else:
+            self.get_logger().error(f"model {event.model_dir} rejected, still serving "
+                                    f"{self._swapper.active_dir}: {event.reason}")
+        self._publish_model_info()
+
+    # -- inputs ------------------------------------------------------------------------------------
+    def _on_state(self, msg: JointState) -> None:
+        self._state, self._state_received = msg, time.perf_counter()
+        if self.config.event_driven:
+            self._decide()
+
+    def _on_goal(self, msg: Float64MultiArray) -> None:
+        self._goal = conversions.multiarray_values(msg)
+
+    # -- one decision --------------------------------------------------------------------------------
+    def _decide(self) -> None:
+        event = self._swapper.poll()
+        if event is not None:
+            self._on_swap(event)
+        msg = self._state
+        if not self._running or msg is None or msg is self._answered:
+            return
+        self._answered = msg
+        assembler = self._assembler
+        reading = assembler.read_joints(msg.name, msg.position, msg.velocity)
+        if isinstance(reading, Rejected):
+            self._reject(reading.reason)
+            return
+        goal = assembler.check_goal(self._goal)
+        if isinstance(goal, Rejected):
+            self._reject(goal.reason)
+            return
+        if self._needs_seed:
+            self._safety.reset(reading.position)
+            self._needs_seed = False
+        condition = assembler.condition(reading, goal)
+        decision = self.runtime.decide(condition, self._previous_action)
+        self._previous_action = decision.action
+        target = reading.position + decision.action if self._delta else decision.action
+        now = time.perf_counter()
+        dt = now - self._last_command_time if self._last_command_time is not None else 0.0
+        result = self._safety.filter(target, reading.position, self._state_age(msg), decision.trusted, dt)
+        note = result.note
+        if result.command is not None:
+            self._last_command_time = now
+            if self._dry_run:
+                note = f"dry_run,{note}" if note else "dry_run"
+            else:
+                self._publish_command(result.command)
+        latency = time.perf_counter() - self._state_received
+        self._last_decision = decision
+        self.decisions += 1
+        self.rate.tick(now)
+        self.latency.add(latency)
+        self.inference.add(decision.inference_seconds)
+        stamp = msg.header.stamp
+        if self.config.publish_candidates:
+            self._candidates_pub.publish(conversions.fill_candidates(
+                self._candidates_msg, stamp, self._decision_msg.model_version, decision))
+        self._decision_pub.publish(conversions.fill_decision(
+            self._decision_msg, stamp, decision, decision.action, result.command, result.held, note, latency))
+
+    def _publish_command(self, command: np.ndarray) -> None:
+        if self.config.output_mode == "forward_command":
+            self._command_pub.publish(conversions.forward_command(self._command_msg, command))
+        else:
+            self._command_pub.publish(conversions.trajectory_command(self._command_msg, command))
+
+    def _state_age(self, msg: JointState) -> float:
+        stamp = conversions.stamp_seconds(msg.header.stamp)
+        if stamp > 0:
+            return max(0.0, self.get_clock().now().nanoseconds * 1e-9 - stamp)
+        return time.perf_counter() - self._state_received  # unstamped: judge by receipt alone
+
+    def _reject(self, reason: str) -> None:
+        self.states_rejected += 1
+        self._last_reject = reason
+        self.get_logger().warning(f"no command: {reason}", throttle_duration_sec=2.0)
+
+    # -- services and parameters ---------------------------------------------------------------------
+    def _srv_start(self, request, response):
+        self._running, self._needs_seed = True, True
+        response.success, response.message = True, "deciding" + (" (dry run: no commands)" if self._dry_run else "")
+        return response
+
+    def _srv_stop(self, request, response):
+        self._running = False  # publishing nothing: a position controller holds the last command
+        response.success, response.message = True, "stopped; the controller holds the last command"
+        return response
+
+    def _srv_reset(self, request, response):
+        self.runtime.reset()
+        self._previous_action, self._needs_seed, self._answered = None, True, None
+        response.success, response.message = True, "runtime reset; next command starts from the measured position"
+        return response
+
+    def _srv_reload(self, request, response):
+        directory = str(resolve_model_directory(self.get_parameter("model_directory").value))
+        response.success = self._swapper.request(directory)
+        response.message = f"loading {directory}" if response.success else "refused: another model is still loading"
+        return response
+
+    def _srv_rollback(self, request, response):
+        event = self._swapper.rollback()
+        self._on_swap(event)
+        response.success, response.message = event.ok, event.result
+        return response
+
+    def _check_parameter_change(self, parameters) -> SetParametersResult:
+        for p in parameters:
+            if p.name not in LIVE_PARAMETERS:
+                return SetParametersResult(successful=False, reason=f"{p.name} is read at start-up: restart the node")
+            if p.name == "model_directory" and (not isinstance(p.value, str) or not p.value):
+                return SetParametersResult(successful=False, reason=f"model_directory: {p.value!r} is not a path")
+            if p.name == "dry_run" and not isinstance(p.value, bool):
+                return SetParametersResult(successful=False, reason=f"dry_run: {p.value!r} is not true/false")
+        return SetParametersResult(successful=True)
+
+    def _apply_parameter_change(self, parameters) -> None:
+        for p in parameters:
+            if p.name == "model_directory":
+                directory = str(resolve_model_directory(p.value))
+                if not self._swapper.request(directory):
+                    self.get_logger().error(f"model_directory {directory}: refused, another model is still loading")
+            elif p.name == "dry_run" and p.value != self._dry_run:
+                self._dry_run, self._needs_seed = p.value, True
+                self.get_logger().warning("dry run: no commands" if p.value else "commanding the arm")
+
+    # -- diagnostics -----------------------------------------------------------------------------------
+    def _publish_diagnostics(self) -> None:
+        c, manifest, decision = self.config, self.runtime.manifest, self._last_decision
+        now = time.perf_counter()
+        latency, inference = self.latency.summary(), self.inference.summary()
+        state_age = self._state_age(self._state) if self._state is not None else math.inf
+        achieved = self.rate.rate_hz(now)
+        target = c.control_rate_hz
+        level, message = DiagnosticStatus.OK, "deciding"
+        if not self._running:
+            level, message = DiagnosticStatus.OK, "stopped"
+        elif self._state is None or state_age > c.state_timeout_s:
+            level, message = DiagnosticStatus.WARN, "no fresh joint state"
+        elif self.states_rejected and self._last_reject and self.decisions == 0:
+            level, message = DiagnosticStatus.WARN, f"states rejected: {self._last_reject}"
+        elif target > 0 and not achieved >= 0.9 * target:
+            level, message = DiagnosticStatus.WARN, f"rate {achieved:.1f} Hz below target {target:g} Hz"
+        values = {
+            "target_rate_hz": target if target > 0 else "event-driven", "achieved_rate_hz": achieved,
+            "latency_p50_us": latency["p50_us"], "latency_p99_us": latency["p99_us"],
+            "latency_max_us": latency["max_us"], "overruns": latency["overruns"],
+            "inference_p50_us": inference["p50_us"], "inference_p99_us": inference["p99_us"],
+            "decisions": self.decisions, "state_age_s": state_age, "states_rejected": self.states_rejected,
+            "last_reject_reason": self._last_reject, "dry_run": self._dry_run, "running": self._running,
+            "model_directory": self._swapper.active_dir, "model_version": manifest.model_version,
+            "model_sha256": conversions.graph_sha256(manifest, "generator"), "execution_providers": ",".join(self.runtime.providers),
+            "last_swap_result": self._swapper.last_result,
+            "best_energy": float(decision.energy) if decision is not None else math.nan,
+            "energy_gap": float(decision.energy_gap) if decision is not None else math.nan,
+        }
+        values.update({f"safety_{k}": v for k, v in self._safety.counters.items()})
+        status = conversions.diagnostic_status(f"{self.get_name()}: policy", self.get_fully_qualified_name(),
+                                               level, message, values)
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self._diagnostics_pub.publish(array)
+
+    def destroy_node(self):
+        self._swapper.close()
+        super().destroy_node()
+
+
+def make_executor(kind: str):
+    """The executor a node process spins. "events" measured fastest here (README); both need timeouts."""
+    return EventsExecutor() if kind == "events" else SingleThreadedExecutor()
+
+
+def spin(executor, should_stop=lambda: False) -> None:
+    """Spin with a timeout on every call: the EventsExecutor never returns from a spin without one."""
+    while rclpy.ok() and not should_stop():
+        executor.spin_once(timeout_sec=0.1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    rclpy.init(args=argv)
+    try:
+        node = PolicyNode()
+    except (ConfigError, ModelRejected, ValueError) as exc:
+        # Fail fast with the offending value: nothing was commanded, nothing is half-started.
+        print(f"[{NODE_NAME}] start-up failed: {exc}", file=sys.stderr, flush=True)
+        rclpy.try_shutdown()
+        return 2
+    executor = make_executor(node.config.executor)
+    executor.add_node(node)
+    try:
+        spin(executor)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        executor.shutdown(timeout_sec=1.0)
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

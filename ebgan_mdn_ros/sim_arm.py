@@ -1,0 +1,200 @@
+"""Simulated arm and goal source for the demo, the launch file's `arm:=sim` and the node tests.
+
+`sim_arm` stands in for ros2_control: it subscribes to the same command topics as a
+ForwardCommandController (`<forward_controller>/commands`) and a JointTrajectoryController
+(`<trajectory_controller>/joint_trajectory`), tracks the target with first-order dynamics and
+publishes sensor_msgs/JointState on `joint_states`. `sim_arm goal_source` runs the task's goal
+source instead: goals on `goal` (std_msgs/Float64MultiArray), one JSON line per finished goal on
+`goal_events` (std_msgs/String) and in the log, and a summary on shutdown.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+
+import numpy as np
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.experimental import EventsExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray, String
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
+
+from . import conversions
+from .arm_dynamics import ArmConfig, FirstOrderArm, GoalSchedule, TaskConfig, TrajectoryTarget
+
+# Joints, limits and start pose of the arm each task runs on.
+# The gantry is fast: a multi-route action is a displacement of up to 2 m per decision.
+ARM_PRESETS = {
+    "ik_2link": dict(joint_names=("shoulder", "elbow"), position_lower=(-math.pi, -math.pi),
+                     position_upper=(math.pi, math.pi), initial_position=(0.3, 1.2),
+                     time_constant_s=0.05, max_velocity=4.0),
+    "multiroute": dict(joint_names=("x_joint", "y_joint"), position_lower=(-2.0, -2.0),
+                       position_upper=(22.0, 22.0), initial_position=(0.0, 0.0),
+                       time_constant_s=0.02, max_velocity=40.0),
+}
+RESET_TOPIC = "sim_arm/reset_position"  # multiroute episodes restart the gantry here
+POLICY_RESET_SERVICE = "policy_node/reset"
+
+
+class SimArmNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__("sim_arm", **kwargs)
+        task = self.declare_parameter("task", "ik_2link").value
+        if task not in ARM_PRESETS:
+            raise ValueError(f"task: {task!r} is unknown, expected one of {sorted(ARM_PRESETS)}")
+        preset = ARM_PRESETS[task]
+        initial = self.declare_parameter("initial_position", list(preset["initial_position"])).value
+        self.arm = FirstOrderArm(ArmConfig(
+            preset["joint_names"], preset["position_lower"], preset["position_upper"], tuple(initial),
+            time_constant_s=self.declare_parameter("time_constant_s", preset["time_constant_s"]).value,  # s
+            max_velocity=self.declare_parameter("max_velocity", preset["max_velocity"]).value))  # rad/s, m/s
+        self.joint_names = list(preset["joint_names"])
+        rate = self.declare_parameter("publish_rate_hz", 100.0).value               # Hz
+        forward = self.declare_parameter("forward_controller", "forward_position_controller").value
+        trajectory = self.declare_parameter("trajectory_controller", "joint_trajectory_controller").value
+        self._forward_target: np.ndarray | None = None
+        self._trajectory = TrajectoryTarget()
+        self._use_trajectory = False
+        self.commands_received = 0
+        self._state = JointState(name=self.joint_names)
+        self._state_pub = self.create_publisher(JointState, "joint_states", 10)
+        reliable = QoSProfile(depth=1)  # the controllers' own subscriptions are reliable
+        self.create_subscription(Float64MultiArray, f"{forward}/commands", self._on_forward, reliable)
+        self.create_subscription(JointTrajectory, f"{trajectory}/joint_trajectory", self._on_trajectory, reliable)
+        self.create_subscription(Float64MultiArray, RESET_TOPIC, self._on_reset, reliable)
+        self._last_step = time.monotonic()
+        self.create_timer(1.0 / rate, self._step)
+
+    def _on_forward(self, msg: Float64MultiArray) -> None:
+        values = conversions.multiarray_values(msg)
+        if values.shape != (len(self.joint_names),) or not np.all(np.isfinite(values)):
+            # ForwardCommandController errors on a wrong length and drops non-finite values
+            self.get_logger().error(f"command {values.tolist()} is not {len(self.joint_names)} finite values",
+                                    throttle_duration_sec=2.0)
+            return
+        self._forward_target, self._use_trajectory = values, False
+        self.commands_received += 1
+
+    def _on_trajectory(self, msg: JointTrajectory) -> None:
+        stamp = conversions.stamp_seconds(msg.header.stamp)
+        now = self.get_clock().now().nanoseconds * 1e-9
+        start = time.monotonic() + (stamp - now if stamp > 0 else 0.0)  # stamp 0 = start now
+        try:
+            times, positions = conversions.trajectory_positions(msg, self.joint_names)
+            self._trajectory.set(start, self.arm.position.copy(), times, positions)
+        except ValueError as exc:
+            self.get_logger().error(f"trajectory rejected: {exc}", throttle_duration_sec=2.0)
+            return
+        self._use_trajectory = True
+        self.commands_received += 1
+
+    def _on_reset(self, msg: Float64MultiArray) -> None:
+        self.arm.reset(conversions.multiarray_values(msg))
+        self._forward_target, self._trajectory, self._use_trajectory = None, TrajectoryTarget(), False
+
+    def _step(self) -> None:
+        now = time.monotonic()
+        target = self._trajectory.target(now) if self._use_trajectory else self._forward_target
+        self.arm.step(target, now - self._last_step)
+        self._last_step = now
+        self._state.header.stamp = self.get_clock().now().to_msg()
+        self._state.position = conversions.float64s(self.arm.position)
+        self._state.velocity = conversions.float64s(self.arm.velocity)
+        self._state_pub.publish(self._state)
+
+
+class GoalSourceNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__("goal_source", **kwargs)
+        declare = self.declare_parameter
+        self.schedule = GoalSchedule(TaskConfig(
+            task=declare("task", "ik_2link").value,
+            goal_radius_min=declare("goal_radius_min", 1.0).value,   # m
+            goal_radius_max=declare("goal_radius_max", 5.5).value,   # m
+            goal_bearing_min=declare("goal_bearing_min", -math.pi / 2).value,  # rad
+            goal_bearing_max=declare("goal_bearing_max", math.pi / 2).value,   # rad
+            tolerance=declare("tolerance", 0.1).value,               # m, end-effector error
+            timeout_s=declare("timeout_s", 5.0).value,               # s per goal
+            seed=declare("seed", 0).value))
+        self._goal_pub = self.create_publisher(Float64MultiArray, "goal", QoSProfile(depth=1))
+        self._event_pub = self.create_publisher(String, "goal_events", QoSProfile(depth=50))
+        self._reset_pub = self.create_publisher(Float64MultiArray, RESET_TOPIC, QoSProfile(depth=1))
+        self._policy_reset = self.create_client(Trigger, POLICY_RESET_SERVICE)
+        self._goal_msg = Float64MultiArray()
+        self._position: np.ndarray | None = None
+        self.create_subscription(JointState, "joint_states", self._on_state, qos_profile_sensor_data)
+        # Re-sent so a policy that starts (or reconnects) late still learns the current goal.
+        self.create_timer(declare("republish_period_s", 0.1).value, self._publish_goal)
+
+    def _now(self) -> float:
+        return time.monotonic()
+
+    def _on_state(self, msg: JointState) -> None:
+        self._position = np.asarray(msg.position, dtype=np.float64)
+        if self.schedule.goal is None and self.schedule.tally.attempted == 0:
+            # The clock of the first goal starts once a policy listens, not while it is still loading.
+            if self._goal_pub.get_subscription_count() > 0:
+                self._start_goal()
+            return
+        event = self.schedule.update(self._now(), self._position)
+        if event is None:
+            return
+        tally = self.schedule.tally
+        record = {"outcome": event.outcome, "goal": event.goal.round(4).tolist(), "seconds": round(event.seconds, 3),
+                  "error": round(event.error, 4), "mode": event.mode, "reached": tally.reached,
+                  "attempted": tally.attempted}
+        self._event_pub.publish(String(data=json.dumps(record)))
+        self.get_logger().info(f"goal {event.outcome}: {record}")
+        self._start_goal()
+
+    def _start_goal(self) -> None:
+        goal = self.schedule.new_goal(self._now())
+        if self.schedule.start_position is not None:
+            self._reset_pub.publish(Float64MultiArray(data=conversions.float64s(self.schedule.start_position)))
+            if self._policy_reset.service_is_ready():
+                self._policy_reset.call_async(Trigger.Request())  # fire and forget: never block a callback
+        self._goal_msg.data = conversions.float64s(goal)
+        self._publish_goal()
+
+    def _publish_goal(self) -> None:
+        if self.schedule.goal is not None:
+            self._goal_pub.publish(self._goal_msg)
+
+    def summary(self) -> str:
+        tally = self.schedule.tally
+        if not tally.attempted:
+            return "goals: none finished"
+        modes = ", ".join(f"{k} {v}" for k, v in sorted(tally.modes.items())) or "-"
+        mean = np.mean(tally.seconds_to_reach) if tally.seconds_to_reach else math.nan
+        return (f"goals: reached {tally.reached}/{tally.attempted} ({100.0 * tally.success_rate:.1f} %), "
+                f"modes: {modes}, mean time to reach {mean:.2f} s")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`sim_arm` runs the arm; `sim_arm goal_source` runs the goal source (same ROS arguments)."""
+    rclpy.init(args=argv)
+    args = rclpy.utilities.remove_ros_args(sys.argv if argv is None else argv)[1:]
+    node = GoalSourceNode() if "goal_source" in args else SimArmNode()
+    executor = EventsExecutor()
+    executor.add_node(node)
+    try:
+        while rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)  # the EventsExecutor hangs on a spin without a timeout
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if isinstance(node, GoalSourceNode):
+            print(f"[goal_source] {node.summary()}", flush=True)
+        executor.shutdown(timeout_sec=1.0)
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()
