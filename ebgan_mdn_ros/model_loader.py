@@ -37,8 +37,10 @@ def session_options(intra_op_threads: int = 1, inter_op_threads: int = 1) -> ort
     options.intra_op_num_threads = intra_op_threads
     options.inter_op_num_threads = inter_op_threads
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # The graphs are chains: parallel node execution has nothing to run side by side.
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # The graphs are mostly chains: running nodes side by side (inter-op) rarely pays, so it is
+    # only switched on when asked for.
+    options.execution_mode = (ort.ExecutionMode.ORT_PARALLEL if inter_op_threads > 1
+                              else ort.ExecutionMode.ORT_SEQUENTIAL)
     # Spinning worker threads fight the control loop (and each other) on few cores; measured in
     # ros-toolchain.md: p99 ~5 ms with spinning against < 1 ms without at 2 threads.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")

@@ -201,7 +201,8 @@ class PolicyRuntime:
         chosen_component = int(self._components[0, chosen_index])
         energy = float(self._energies[0, chosen_index])
         trusted = math.isfinite(energy) and (self.energy_threshold is None or energy <= self.energy_threshold)
-        gap = float(reranker.energy_gap(self._energies, self._components, chosen)[0])
+        # mode first draws every candidate from one component: there is no other to compare with
+        gap = math.nan if mode_first else float(reranker.energy_gap(self._energies, self._components, chosen)[0])
         self._previous_component = chosen_component
         return Decision(
             action=self._candidates[0, chosen_index].astype(np.float64),

@@ -31,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..export import ExportError, export_model, training_conditions
+    from ..model_loader import ModelValidationError
 
     conditions, source = None, None
     if args.calibration:
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
                               calibration_conditions=conditions, calibration_source=source,
                               calibration_candidates=args.candidates, threshold_quantile=args.threshold_quantile,
                               threshold_margin=args.threshold_margin, tolerance=args.tolerance, log=print)
-    except (ExportError, FileNotFoundError, ValueError) as exc:
+    except (ExportError, ModelValidationError, FileNotFoundError, ValueError) as exc:
         print(f"ebgan-mdn export: {exc}", file=sys.stderr)
         return 1
     manifest = report.manifest
