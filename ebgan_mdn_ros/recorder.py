@@ -234,7 +234,7 @@ class BagWriter:
         self._file.close()
         metadata = self._metadata()
         tmp = self.directory / "metadata.yaml.tmp"
-        tmp.write_text(yaml.safe_dump(metadata, default_flow_style=False, sort_keys=False))
+        tmp.write_text(yaml.dump(metadata, Dumper=_PlainDumper, default_flow_style=False, sort_keys=False))
         tmp.replace(self.directory / "metadata.yaml")
         return self.directory
 
@@ -272,6 +272,13 @@ class BagWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class _PlainDumper(yaml.SafeDumper):
+    """No &anchors / *aliases: every topic's QoS list is written out in full, as rosbag2 does."""
+
+    def ignore_aliases(self, data) -> bool:
+        return True
 
 
 def normalize_topic(topic: str) -> str:

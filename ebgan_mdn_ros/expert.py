@@ -1,0 +1,130 @@
+"""Scripted multi-modal demonstrators for the simulated arm (numpy, no rclpy).
+
+Both are what a human demonstrator would be in the real workflow: they see the goal and the joint
+state and send forward-controller commands, and they are deliberately multi-modal, so a policy
+trained on their recordings has to keep every mode.
+
+- IKExpert (task ik_2link): for each new goal, elbow up or elbow down at random (probability
+  1/2 each), the analytic inverse kinematics of the planar 2-link arm (links 3 and 3). It answers
+  a goal once, when its value is new (goal sources republish it; a forward controller holds the
+  last command): then every command is caused by the goal before it and cannot be mistaken for
+  an answer to the next one, which an answer to a republished old goal could (docs/demonstrations.md).
+- RouteExpert (task multiroute): per episode one of three routes at random, via (10, 0), (5, 5)
+  or (0, 10), then (10, 10), then the goal (20, 20) (method.md section 6; the numbers mirror
+  ebgan_mdn_ros/tasks.py). Each decision is a displacement of at most step_length towards the
+  next waypoint, optionally with Gaussian noise, clipped to the action box +-2.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+LINK_LENGTHS = (3.0, 3.0)                       # m
+ELBOW_MODES = ("elbow_up", "elbow_down")        # elbow angle > 0, < 0: the names arm_dynamics.elbow_mode
+                                                # and tasks.inverse_kinematics use
+ROUTE_VIA_POINTS = ((10.0, 0.0), (5.0, 5.0), (0.0, 10.0))  # m
+ROUTE_NAMES = ("via_10_0", "via_5_5", "via_0_10")
+ROUTE_MERGE = (10.0, 10.0)                      # m
+ROUTE_GOAL = (20.0, 20.0)                       # m, centre of the goal box [19, 21]^2
+MAX_DISPLACEMENT = 2.0                          # m per decision (the action box)
+
+
+def wrap_angle(angle):
+    """Into [-pi, pi): the simulated arm's joint limits."""
+    return (np.asarray(angle) + math.pi) % (2.0 * math.pi) - math.pi
+
+
+def forward_kinematics(angles, link_lengths=LINK_LENGTHS) -> np.ndarray:
+    """(shoulder, elbow) [..., 2] in rad -> end-effector (x, y) [..., 2] in m."""
+    angles = np.asarray(angles, dtype=np.float64)
+    l1, l2 = link_lengths
+    shoulder, elbow = angles[..., 0], angles[..., 1]
+    return np.stack([l1 * np.cos(shoulder) + l2 * np.cos(shoulder + elbow),
+                     l1 * np.sin(shoulder) + l2 * np.sin(shoulder + elbow)], -1)
+
+
+def inverse_kinematics(goal, mode: str, link_lengths=LINK_LENGTHS) -> np.ndarray:
+    """Joint angles (shoulder, elbow) that put the end effector on ``goal`` in elbow ``mode``.
+
+    cos(elbow) = (r^2 - l1^2 - l2^2) / (2 l1 l2); elbow > 0 is "elbow_up", < 0 "elbow_down";
+    shoulder = bearing - atan2(l2 sin(elbow), l1 + l2 cos(elbow)), wrapped into [-pi, pi).
+    A goal outside the reachable annulus gets the closest pose (arm stretched or folded towards it).
+    """
+    if mode not in ELBOW_MODES:
+        raise ValueError(f"mode: {mode!r} is unknown, expected one of {ELBOW_MODES}")
+    x, y = float(goal[0]), float(goal[1])
+    l1, l2 = link_lengths
+    cosine = (x * x + y * y - l1 * l1 - l2 * l2) / (2.0 * l1 * l2)
+    elbow = math.acos(min(1.0, max(-1.0, cosine)))
+    if mode == "elbow_down":
+        elbow = -elbow
+    shoulder = math.atan2(y, x) - math.atan2(l2 * math.sin(elbow), l1 + l2 * math.cos(elbow))
+    return np.array([float(wrap_angle(shoulder)), elbow])
+
+
+class IKExpert:
+    """A goal of a new value -> a random elbow mode and its IK solution; a repeated goal -> no new command."""
+
+    def __init__(self, rng: np.random.Generator, link_lengths=LINK_LENGTHS):
+        self.rng = rng
+        self.link_lengths = tuple(link_lengths)
+        self.goal: np.ndarray | None = None
+        self.mode: str | None = None
+        self.target: np.ndarray | None = None
+        self.mode_counts = {mode: 0 for mode in ELBOW_MODES}
+
+    def on_goal(self, goal) -> np.ndarray | None:
+        """The joint target to command when ``goal`` is new; None when it repeats the current goal."""
+        goal = np.asarray(goal, dtype=np.float64)
+        if goal.shape != (2,) or not np.all(np.isfinite(goal)):
+            raise ValueError(f"an IK goal is a finite (x, y), got {goal.tolist()}")
+        if self.goal is None or not np.array_equal(goal, self.goal):
+            self.goal = goal.copy()
+            self.mode = ELBOW_MODES[int(self.rng.integers(0, 2))]
+            self.mode_counts[self.mode] += 1
+            self.target = inverse_kinematics(goal, self.mode, self.link_lengths)
+            return self.target.copy()
+        return None
+
+
+class RouteExpert:
+    """Per episode a random route; per decision a bounded displacement along it."""
+
+    def __init__(self, rng: np.random.Generator, step_length: float = 1.0, noise: float = 0.0,
+                 switch_radius: float = 0.5):
+        if not 0.0 < step_length <= MAX_DISPLACEMENT:
+            raise ValueError(f"step_length: {step_length} must be in (0, {MAX_DISPLACEMENT}] m")
+        if noise < 0.0 or switch_radius <= 0.0:
+            raise ValueError("noise must be >= 0 and switch_radius > 0")
+        self.rng = rng
+        self.step_length = step_length
+        self.noise = noise
+        self.switch_radius = switch_radius
+        self.route: int | None = None
+        self.route_counts = {name: 0 for name in ROUTE_NAMES}
+        self._waypoints: np.ndarray | None = None
+        self._next = 0
+
+    def reset(self) -> str:
+        """Start an episode: choose a route uniformly; returns its name."""
+        self.route = int(self.rng.integers(0, len(ROUTE_VIA_POINTS)))
+        self.route_counts[ROUTE_NAMES[self.route]] += 1
+        self._waypoints = np.array([ROUTE_VIA_POINTS[self.route], ROUTE_MERGE, ROUTE_GOAL])
+        self._next = 0
+        return ROUTE_NAMES[self.route]
+
+    def on_state(self, position) -> np.ndarray:
+        """Displacement (dx, dy) in m to command from ``position``."""
+        if self._waypoints is None:
+            self.reset()
+        position = np.asarray(position, dtype=np.float64)[:2]
+        while self._next < len(self._waypoints) - 1 and \
+                np.linalg.norm(self._waypoints[self._next] - position) <= self.switch_radius:
+            self._next += 1
+        offset = self._waypoints[self._next] - position
+        distance = float(np.linalg.norm(offset))
+        step = offset if distance <= self.step_length else offset * (self.step_length / distance)
+        if self.noise > 0:
+            step = step + self.noise * self.rng.standard_normal(2)
+        return np.clip(step, -MAX_DISPLACEMENT, MAX_DISPLACEMENT)

@@ -1,0 +1,348 @@
+"""Record demonstrations of a scripted multi-modal expert driving the simulated arm, as a rosbag2.
+
+    python -m ebgan_mdn_ros.record_demos --task ik --goals 50 --out bags/demo_ik
+    python -m ebgan_mdn_ros.record_demos --task multiroute --goals 30 --out bags/demo_routes
+    ebgan-mdn dataset bags/demo_ik --out demos_ik.npz --command-topic /forward_position_controller/commands
+
+Backends (the bag has the same topics and types either way):
+- ``ros`` (default): real rclpy nodes in one process: sim_arm's SimArmNode and GoalSourceNode,
+  the expert node, and a recorder whose raw subscriptions write the serialised CDR bytes straight
+  into the MCAP file (no re-encoding), stamped with the DDS receive time (log time) and the send
+  time (publish time). With ``--attach`` the sim nodes are not started: the expert and the
+  recorder join an arm and goal source that are already running.
+- ``inprocess``: no ROS graph. The same arm dynamics and goal schedule (arm_dynamics) step in
+  simulated time and the messages are encoded with mcap_ros2: fast, deterministic, and usable
+  where rclpy is not installed.
+
+Topics recorded: /joint_states (sensor_msgs/JointState), /goal (std_msgs/Float64MultiArray),
+/<controller>/commands (std_msgs/Float64MultiArray, the expert's commands), /goal_events
+(std_msgs/String, one JSON line per finished goal) and, for multiroute, /sim_arm/reset_position
+(std_msgs/Float64MultiArray, the start of every episode: pass it as `--episode-topic`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .expert import IKExpert, RouteExpert
+from .recorder import BagWriter, RecorderError
+
+TASK_ALIASES = {"ik": "ik_2link", "ik_2link": "ik_2link", "multiroute": "multiroute", "planning": "multiroute"}
+JOINT_STATES, GOAL, GOAL_EVENTS = "/joint_states", "/goal", "/goal_events"
+RESET = "/sim_arm/reset_position"
+JOINT_STATE_TYPE = "sensor_msgs/msg/JointState"
+ARRAY_TYPE = "std_msgs/msg/Float64MultiArray"
+STRING_TYPE = "std_msgs/msg/String"
+# The goal source's defaults (sim_arm.GoalSourceNode): the in-process backend uses the same.
+GOAL_SOURCE_DEFAULTS = dict(goal_radius_min=1.0, goal_radius_max=5.5, goal_bearing_min=-math.pi / 2,
+                            goal_bearing_max=math.pi / 2, tolerance=0.1, timeout_s=5.0)
+GOAL_REPUBLISH_S = 0.1
+
+
+@dataclass
+class RecordingSummary:
+    bag: Path
+    task: str
+    goals_finished: int
+    goals_reached: int
+    message_counts: dict[str, int]
+    expert_modes: dict[str, int]
+    seconds: float
+
+    def text(self) -> str:
+        counts = ", ".join(f"{topic} {n}" for topic, n in sorted(self.message_counts.items()))
+        modes = ", ".join(f"{mode} {n}" for mode, n in self.expert_modes.items())
+        return (f"recorded {self.bag} ({self.task}): {self.goals_finished} goals finished, "
+                f"{self.goals_reached} reached, in {self.seconds:.1f} s\n  messages: {counts}\n"
+                f"  expert modes: {modes}")
+
+
+def command_topic(controller: str) -> str:
+    return f"/{controller.strip('/')}/commands"
+
+
+def topics_of(task: str, controller: str) -> list[tuple[str, str]]:
+    topics = [(JOINT_STATES, JOINT_STATE_TYPE), (GOAL, ARRAY_TYPE), (command_topic(controller), ARRAY_TYPE),
+              (GOAL_EVENTS, STRING_TYPE)]
+    if task == "multiroute":
+        topics.append((RESET, ARRAY_TYPE))
+    return topics
+
+
+def arm_preset(task: str) -> dict:
+    try:  # the presets belong with the pure dynamics; sim_arm (rclpy) held them first
+        from .arm_dynamics import ARM_PRESETS  # type: ignore[attr-defined]
+    except ImportError:
+        from .sim_arm import ARM_PRESETS
+    return dict(ARM_PRESETS[task])
+
+
+# ---- in-process backend: arm_dynamics in simulated time -------------------------------------------
+
+def _stamp(t_ns: int) -> dict:
+    return {"sec": int(t_ns // 1_000_000_000), "nanosec": int(t_ns % 1_000_000_000)}
+
+
+def _array(values) -> dict:
+    return {"layout": {"dim": [], "data_offset": 0}, "data": [float(v) for v in values]}
+
+
+def record_inprocess(task: str, goals: int, out: Path, seed: int = 0, rate_hz: float = 100.0,
+                     controller: str = "forward_position_controller", max_sim_seconds: float | None = None,
+                     start_ns: int | None = None) -> RecordingSummary:
+    """Run the expert against arm_dynamics in simulated time; messages in the order the ROS graph sends them.
+
+    Per tick (1 / rate_hz): the arm steps towards the last command and publishes its state; the
+    multi-route expert answers the state with a command; the goal source scores the state and,
+    when a goal ends, publishes the next (for multiroute after resetting the arm) and republishes
+    the current goal every 0.1 s; the IK expert answers each new goal. Each reaction is stamped
+    1 us after its cause.
+    """
+    from .arm_dynamics import ArmConfig, FirstOrderArm, GoalSchedule, TaskConfig
+
+    wall_start = time.monotonic()
+    rng = np.random.default_rng(seed)
+    preset = arm_preset(task)
+    arm = FirstOrderArm(ArmConfig(**preset))
+    schedule = GoalSchedule(TaskConfig(task=task, seed=seed, **GOAL_SOURCE_DEFAULTS))
+    expert = IKExpert(rng) if task == "ik_2link" else RouteExpert(rng)
+    joint_names = list(preset["joint_names"])
+    commands = command_topic(controller)
+    tick_ns = int(round(1e9 / rate_hz))
+    republish_ns = int(round(GOAL_REPUBLISH_S * 1e9))
+    t = time.time_ns() if start_ns is None else int(start_ns)
+    limit_ns = t + int((max_sim_seconds or goals * (GOAL_SOURCE_DEFAULTS["timeout_s"] + 1.0) + 5.0) * 1e9)
+    target = None
+    next_republish = None
+    with BagWriter(out) as bag:
+        for topic, type_name in topics_of(task, controller):
+            bag.add_topic(topic, type_name)
+
+        def send_goal(at: int) -> None:
+            nonlocal target
+            bag.write_message(GOAL, _array(schedule.goal), at)
+            if isinstance(expert, IKExpert):
+                answer = expert.on_goal(schedule.goal)
+                if answer is not None:
+                    target = answer
+                    bag.write_message(commands, _array(target), at + 1000)
+
+        def start_goal(at: int) -> None:
+            nonlocal target, next_republish
+            schedule.new_goal(at * 1e-9)
+            if schedule.start_position is not None:
+                bag.write_message(RESET, _array(schedule.start_position), at)
+                arm.reset(schedule.start_position)
+                target = None
+                expert.reset()
+                at += 1000
+            send_goal(at)
+            next_republish = at + republish_ns
+
+        while schedule.tally.attempted < goals and t < limit_ns:
+            t += tick_ns
+            arm.step(target, tick_ns * 1e-9)
+            bag.write_message(JOINT_STATES, {
+                "header": {"stamp": _stamp(t), "frame_id": ""}, "name": joint_names,
+                "position": arm.position.tolist(), "velocity": arm.velocity.tolist(), "effort": []}, t)
+            if isinstance(expert, RouteExpert) and schedule.goal is not None:
+                target = arm.position + expert.on_state(arm.position)
+                bag.write_message(commands, _array(target), t + 1000)
+            if schedule.goal is None and schedule.tally.attempted == 0:
+                start_goal(t + 2000)
+                continue
+            event = schedule.update(t * 1e-9, arm.position)
+            if event is not None:
+                tally = schedule.tally
+                bag.write_message(GOAL_EVENTS, {"data": json.dumps({
+                    "outcome": event.outcome, "goal": event.goal.round(4).tolist(), "seconds": round(event.seconds, 3),
+                    "error": round(event.error, 4), "mode": event.mode, "reached": tally.reached,
+                    "attempted": tally.attempted})}, t + 2000)
+                if tally.attempted < goals:
+                    start_goal(t + 3000)
+            elif next_republish is not None and t >= next_republish:
+                send_goal(t + 2000)
+                next_republish += republish_ns
+        counts = bag.message_counts
+    modes = expert.mode_counts if isinstance(expert, IKExpert) else expert.route_counts
+    return RecordingSummary(Path(out), task, schedule.tally.attempted, schedule.tally.reached, counts,
+                            dict(modes), time.monotonic() - wall_start)
+
+
+# ---- ROS backend: real nodes, raw subscriptions ---------------------------------------------------
+
+def record_ros(task: str, goals: int, out: Path, seed: int = 0, controller: str = "forward_position_controller",
+               attach: bool = False, timeout_s: float | None = None, match_timeout_s: float = 20.0,
+               ros_args: list[str] | None = None) -> RecordingSummary:
+    """Drive sim_arm with the expert over DDS and record its topics; stops after ``goals`` finished goals."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+    from rclpy.parameter import Parameter
+    from rclpy.qos import QoSProfile
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import Float64MultiArray, String
+
+    wall_start = time.monotonic()
+    deadline = wall_start + (timeout_s if timeout_s is not None else goals * 6.0 + 60.0)
+    message_types = {JOINT_STATE_TYPE: JointState, ARRAY_TYPE: Float64MultiArray, STRING_TYPE: String}
+    commands = command_topic(controller)
+    rng = np.random.default_rng(seed)
+    expert = IKExpert(rng) if task == "ik_2link" else RouteExpert(rng)
+
+    class ExpertNode(Node):
+        """Answers goals (IK) or joint states (multiroute) with forward-controller commands."""
+
+        def __init__(self):
+            super().__init__("demo_expert")
+            self._command = Float64MultiArray()
+            self._publisher = self.create_publisher(Float64MultiArray, commands, QoSProfile(depth=1))
+            self.active = False
+            self.create_subscription(Float64MultiArray, GOAL, self._on_goal, QoSProfile(depth=10))
+            if isinstance(expert, RouteExpert):
+                # depth 1: a late callback answers the newest state, never a stale one
+                self.create_subscription(JointState, JOINT_STATES, self._on_state, QoSProfile(depth=1))
+                self.create_subscription(Float64MultiArray, RESET, self._on_reset, QoSProfile(depth=10))
+
+        def _on_goal(self, msg) -> None:
+            self.active = True
+            if isinstance(expert, IKExpert):
+                answer = expert.on_goal(np.asarray(msg.data, dtype=np.float64))
+                if answer is not None:  # a republished goal was answered already
+                    self._send(answer)
+
+        def _on_reset(self, msg) -> None:
+            expert.reset()
+
+        def _on_state(self, msg) -> None:
+            if self.active and len(msg.position) >= 2:
+                position = np.asarray(msg.position, dtype=np.float64)
+                self._send(position + expert.on_state(position))
+
+        def _send(self, command: np.ndarray) -> None:
+            self._command.data = [float(v) for v in command]
+            self._publisher.publish(self._command)
+
+    class RecorderNode(Node):
+        """One raw subscription per topic; each message's CDR bytes go into the bag as received."""
+
+        def __init__(self, bag: BagWriter, topics):
+            super().__init__("demo_recorder")
+            self.subscriptions_by_topic = {}
+            self.finished_goals = 0
+            self.reached_goals = 0
+            for topic, type_name in topics:
+                bag.add_topic(topic, type_name)
+                self.subscriptions_by_topic[topic] = self.create_subscription(
+                    message_types[type_name], topic, self._writer_for(bag, topic), QoSProfile(depth=1000), raw=True)
+            self.create_subscription(String, GOAL_EVENTS, self._on_event, QoSProfile(depth=50))
+
+        @staticmethod
+        def _writer_for(bag: BagWriter, topic: str):
+            def write(data: bytes, info) -> None:
+                # MCAP chunks are buffered in memory: this appends, it does not wait for the disk.
+                bag.write_serialized(topic, data, info["received_timestamp"], info["source_timestamp"])
+            return write
+
+        def _on_event(self, msg) -> None:
+            self.finished_goals += 1
+            try:
+                self.reached_goals = int(json.loads(msg.data).get("reached", self.reached_goals))
+            except (ValueError, AttributeError):
+                pass
+
+    context_args = ["record_demos"] + (["--ros-args", *ros_args] if ros_args else [])
+    rclpy.init(args=context_args)
+    executor = SingleThreadedExecutor()  # the EventsExecutor fails on raw callbacks with MessageInfo (rclpy 9.1.2)
+    nodes = []
+    try:
+        with BagWriter(out) as bag:
+            topics = topics_of(task, controller)
+            if not attach:
+                from .sim_arm import GoalSourceNode, SimArmNode
+                nodes.append(SimArmNode(parameter_overrides=[
+                    Parameter("task", value=task), Parameter("forward_controller", value=controller.strip("/"))]))
+            recorder = RecorderNode(bag, topics)
+            expert_node = ExpertNode()
+            nodes += [recorder, expert_node]
+            for node in nodes:
+                executor.add_node(node)
+            # Start the goal source only once the recorder hears the arm and the expert, and the arm
+            # hears the expert, so the first goal and its command are recorded.
+            needed = [(recorder.subscriptions_by_topic[JOINT_STATES].get_publisher_count, 1),
+                      (recorder.subscriptions_by_topic[commands].get_publisher_count, 1),
+                      (expert_node._publisher.get_subscription_count, 1 if attach else 2)]
+            match_deadline = time.monotonic() + match_timeout_s
+            while not all(count() >= n for count, n in needed):
+                if time.monotonic() > match_deadline:
+                    raise RecorderError("the recorder did not match the arm's /joint_states and the expert's "
+                                        f"{commands} within {match_timeout_s} s (is sim_arm running on this "
+                                        "ROS_DOMAIN_ID?)")
+                executor.spin_once(timeout_sec=0.05)
+            if not attach:
+                source = GoalSourceNode(parameter_overrides=[Parameter("task", value=task), Parameter("seed", value=seed)])
+                nodes.append(source)
+                executor.add_node(source)
+            while recorder.finished_goals < goals and rclpy.ok():
+                if time.monotonic() > deadline:
+                    raise RecorderError(f"only {recorder.finished_goals} of {goals} goals finished before the "
+                                        f"timeout; the bag so far is kept in {out}")
+                executor.spin_once(timeout_sec=0.1)
+            counts = bag.message_counts
+    finally:
+        for node in nodes:
+            executor.remove_node(node)
+            node.destroy_node()
+        executor.shutdown(timeout_sec=1.0)
+        rclpy.try_shutdown()
+    modes = expert.mode_counts if isinstance(expert, IKExpert) else expert.route_counts
+    return RecordingSummary(Path(out), task, recorder.finished_goals, recorder.reached_goals, counts, dict(modes),
+                            time.monotonic() - wall_start)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ebgan_mdn_ros.record_demos", description=__doc__.splitlines()[0])
+    parser.add_argument("--task", required=True, choices=sorted(TASK_ALIASES), help="ik (= ik_2link) or multiroute")
+    parser.add_argument("--goals", type=int, default=50, help="stop after this many finished goals (episodes)")
+    parser.add_argument("--out", required=True, help="bag directory to create (must not exist)")
+    parser.add_argument("--backend", choices=("ros", "inprocess"), default="ros",
+                        help="ros: real sim_arm nodes over DDS; inprocess: arm_dynamics in simulated time")
+    parser.add_argument("--attach", action="store_true",
+                        help="ros backend: do not start sim_arm / goal_source, join running ones")
+    parser.add_argument("--seed", type=int, default=0, help="expert's mode choices and the goal source's goals")
+    parser.add_argument("--controller", default="forward_position_controller",
+                        help="forward command controller name: commands go to <controller>/commands")
+    parser.add_argument("--timeout", type=float, default=None, help="s of wall time before giving up (ros backend)")
+    args, ros_args = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    if ros_args and ros_args[0] == "--ros-args":
+        ros_args = ros_args[1:]
+    elif ros_args:
+        parser.error(f"unrecognized arguments: {' '.join(ros_args)}")
+    if args.goals < 1:
+        parser.error("--goals must be >= 1")
+    task = TASK_ALIASES[args.task]
+    try:
+        if args.backend == "inprocess":
+            summary = record_inprocess(task, args.goals, Path(args.out), args.seed, controller=args.controller)
+        else:
+            summary = record_ros(task, args.goals, Path(args.out), args.seed, args.controller, args.attach,
+                                 args.timeout, ros_args=ros_args)
+    except RecorderError as exc:
+        print(f"record_demos: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"record_demos: interrupted; the bag so far is in {args.out}", file=sys.stderr)
+        return 130
+    print(summary.text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
