@@ -375,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         # Fail fast with the offending value: nothing was commanded, nothing is half-started.
         print(f"[{NODE_NAME}] start-up failed: {exc}", file=sys.stderr, flush=True)
         rclpy.try_shutdown()
-        return 2
+        raise SystemExit(2) from None  # an exit code even from wrappers that ignore main's return value
     executor = make_executor(node.config.executor)
     executor.add_node(node)
     try:
