@@ -99,7 +99,7 @@ class ExtractionConfig:
 
 @dataclass
 class Demonstrations:
-    """Aligned pairs; row i of every array belongs to pair i. Times in s since the bag's first message."""
+    """Aligned pairs; row i of every array belongs to pair i. Times in s since the first message read from its bag."""
     conditions: np.ndarray        # [N, C] float64
     actions: np.ndarray           # [N, A] float64
     condition_names: tuple[str, ...]
@@ -202,7 +202,7 @@ def read_topics(bag: str | Path, topics: Iterable[str]) -> tuple[dict[str, Topic
         try:
             with open(path, "rb") as stream:
                 reader = make_reader(stream, decoder_factories=[DecoderFactory()])
-                for schema, channel, message, decoded in _iter_decoded(reader, wanted, all_topics):
+                for _, channel, message, decoded in _iter_decoded(reader, wanted, all_topics):
                     if channel.message_encoding != "cdr":
                         raise BagDatasetError(f"{path}: topic {channel.topic} is encoded as "
                                               f"{channel.message_encoding!r}, expected cdr")
