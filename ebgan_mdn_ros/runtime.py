@@ -98,7 +98,7 @@ class PolicyRuntime:
         if not isinstance(config, RuntimeConfig):
             raise ConfigError(f"config: expected a RuntimeConfig, got {type(config).__name__}")
         self.config = config
-        has_decision = load_manifest_or_raise(model_dir).decision is not None
+        has_decision = _manifest_of(model_dir).decision is not None
         self.uses_fused_graph = config.use_fused_graph and has_decision
         roles = ("decision",) if self.uses_fused_graph else ("generator", "energy")
         self._model: LoadedModel = load_model(model_dir, config.providers, config.intra_op_threads,
@@ -242,7 +242,7 @@ class PolicyRuntime:
         return seconds
 
 
-def load_manifest_or_raise(model_dir: str | Path) -> Manifest:
+def _manifest_of(model_dir: str | Path) -> Manifest:
     try:
         return load_manifest(model_dir)
     except ValueError as exc:
