@@ -5,7 +5,7 @@
     build_model_dir(out_dir, condition_names=("goal.0",), action_names=("joint_1",), *,
                     action_low=None, action_high=None, action_kind="absolute", num_components=3,
                     hidden_sizes=(16, 16), seed=0, with_energy=True, decision_graph=True,
-                    metrics=None, model_version=None) -> pathlib.Path
+                    metrics=None, model_version=None, activation="relu", scale_type="diagonal") -> pathlib.Path
         A valid model directory with random weights (seeded): generator.onnx, energy.onnx,
         decision.onnx, manifest.json. The action box defaults to [-pi, pi] per action. ~1 s.
 
@@ -37,14 +37,16 @@ from ebgan_mdn_ros.models import EnergyMLP, MixtureDensityNetwork, Normalizer
 def random_checkpoint(condition_names: Sequence[str] = ("goal.0",), action_names: Sequence[str] = ("joint_1",), *,
                       action_low: Sequence[float] | None = None, action_high: Sequence[float] | None = None,
                       action_kind: str = "absolute", num_components: int = 3, hidden_sizes: Sequence[int] = (16, 16),
-                      seed: int = 0, with_energy: bool = True, metrics: dict | None = None) -> Checkpoint:
+                      seed: int = 0, with_energy: bool = True, metrics: dict | None = None,
+                      activation: str = "relu", scale_type: str = "diagonal") -> Checkpoint:
     torch.manual_seed(seed)
     c, a = len(condition_names), len(action_names)
     low = tuple(action_low) if action_low is not None else (-math.pi,) * a
     high = tuple(action_high) if action_high is not None else (math.pi,) * a
     spec = PolicySpec(tuple(condition_names), tuple(action_names), low, high, action_kind)
-    generator = MixtureDensityNetwork(c, a, num_components, tuple(hidden_sizes)).eval()
-    energy = EnergyMLP(c, a, tuple(hidden_sizes)).eval() if with_energy else None
+    generator = MixtureDensityNetwork(c, a, num_components, tuple(hidden_sizes), scale_type=scale_type,
+                                      activation=activation).eval()
+    energy = EnergyMLP(c, a, tuple(hidden_sizes), activation=activation).eval() if with_energy else None
     rng = np.random.default_rng(seed)
     condition_norm = Normalizer(rng.normal(0, 0.5, c), rng.uniform(0.5, 2.0, c))
     action_norm = Normalizer((np.array(low) + np.array(high)) / 2, (np.array(high) - np.array(low)) / 4)

@@ -105,6 +105,13 @@ def test_parity_failure_stops_the_export_and_publishes_nothing(tmp_path, monkeyp
     assert list(out.iterdir()) == []
 
 
+@pytest.mark.parametrize("activation, scale_type", [("silu", "isotropic"), ("gelu", "diagonal"), ("tanh", "isotropic")])
+def test_other_activations_and_isotropic_scales_export_within_tolerance(tmp_path, activation, scale_type):
+    ckpt = random_checkpoint(("goal.0", "goal.1"), ("a", "b", "c"), activation=activation, scale_type=scale_type)
+    manifest = load_manifest(export_checkpoint(ckpt, tmp_path / "m"))
+    assert max(manifest.parity[role]["max_scaled_error"] for role in manifest.graphs) <= 1e-4
+
+
 def test_run_without_energy_exports_the_mixture_negative_log_density(tmp_path):
     out = export_checkpoint(random_checkpoint(("goal.0", "goal.1"), ("a", "b"), with_energy=False), tmp_path / "m")
     assert load_manifest(out).energy_source == "mixture_negative_log_density"
