@@ -1,0 +1,238 @@
+"""End-to-end state -> command latency through the policy node, against a no-work echo node (the floor).
+
+    python benchmarks/e2e_latency.py                                  # 30 s per target at 1 kHz, K=256
+    python benchmarks/e2e_latency.py --seconds 10 --out benchmarks/results/e2e_latency.md
+
+This process plays the robot: one rclpy node (EventsExecutor, one thread) publishes
+sensor_msgs/JointState for 7 joints at --rate with the current time as header stamp, and receives what
+the target publishes per state. The target runs as its own process, started here, one after the other:
+- echo:   ebgan_mdn_ros.echo_node: same QoS, publishes the measured position as the command and a
+          Decision stamped with the state's stamp; no other work;
+- policy: ebgan_mdn_ros.policy_node, event-driven (control_rate_hz 0), not a dry run, K candidates,
+          a robot-sized random model (14 conditions = 7 positions + 7 velocities, 7 actions,
+          8 components, 2 x 256 hidden; latency does not depend on the weights) unless --model is given.
+Latency = receipt of the Decision answering a state (matched by stamp) - the publish of that state,
+both on this process's perf_counter. The command (Float64MultiArray has no header) is published just
+before its Decision in both targets, so the Decision is its timestamped proxy (the policy node fills
+and publishes the Decision after the command: a few us, as the echo does). Lost = states without an
+answering Decision; commands are counted separately. The policy node's own view (Decision.latency_us:
+state receipt -> command published; Decision.inference_us) splits its time.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "test"))
+
+import rclpy  # noqa: E402
+from rclpy.experimental import EventsExecutor  # noqa: E402
+from rclpy.qos import QoSProfile  # noqa: E402
+from sensor_msgs.msg import JointState  # noqa: E402
+from std_msgs.msg import Float64MultiArray  # noqa: E402
+
+from ebgan_mdn_ros.msg import Decision  # noqa: E402
+
+JOINTS = tuple(f"joint_{i}" for i in range(1, 8))
+COMMANDS = "forward_position_controller/commands"
+DISCOVERY_S = 20.0
+WARMUP_S = 2.0
+
+
+def build_model(directory: Path) -> Path:
+    """A robot-sized model directory (random weights, seeded): 14 conditions, 7 actions, 8 components."""
+    import warnings
+    warnings.filterwarnings("ignore")
+    from model_factory import build_model_dir
+    conditions = tuple(f"{j}.position" for j in JOINTS) + tuple(f"{j}.velocity" for j in JOINTS)
+    return build_model_dir(directory, conditions, JOINTS, num_components=8, hidden_sizes=(256, 256), seed=0,
+                           model_version="e2e-bench")
+
+
+def start_target(kind: str, model: Path, args, log: Path) -> subprocess.Popen:
+    env = {**os.environ, "ROS_DOMAIN_ID": str(args.domain_id), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+    joints = "[" + ", ".join(JOINTS) + "]"
+    if kind == "echo":
+        command = [sys.executable, "-m", "ebgan_mdn_ros.echo_node", "--ros-args", "-r", "__node:=policy_node",
+                   "-p", f"joint_names:={joints}", "-p", f"executor:={args.executor}"]
+    else:
+        command = [sys.executable, "-m", "ebgan_mdn_ros.policy_node", "--ros-args",
+                   "-p", f"model_directory:={model}", "-p", f"joint_names:={joints}",
+                   "-p", "control_rate_hz:=0.0", "-p", "dry_run:=false", "-p", f"executor:={args.executor}",
+                   "-p", f"num_candidates:={args.num_candidates}",
+                   "-p", f"publish_candidates:={'true' if kind == 'policy+candidates' else 'false'}",
+                   "-p", "max_step:=10.0", "-p", "max_velocity:=10000.0"]
+    handle = open(log, "w")
+    return subprocess.Popen(command, env=env, stdout=handle, stderr=handle, cwd=ROOT)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Robot:
+    """Publishes JointState on a timer and matches the answers, in one EventsExecutor thread."""
+
+    def __init__(self, context, rate_hz: float):
+        self.node = rclpy.create_node("e2e_robot", context=context)
+        self.publisher = self.node.create_publisher(JointState, "joint_states", QoSProfile(depth=10))
+        self.node.create_subscription(Decision, "/policy_node/decision", self._on_decision, 1000)
+        self.node.create_subscription(Float64MultiArray, COMMANDS, self._on_command, 1000)
+        self.msg = JointState(name=list(JOINTS), position=[0.1] * 7, velocity=[0.0] * 7)
+        self.sent: dict[int, float] = {}
+        self.latency: dict[int, float] = {}
+        self.node_latency_us: list[float] = []
+        self.inference_us: list[float] = []
+        self.commands = 0
+        self.recording = False
+        self.tick = 0
+        self.timer = self.node.create_timer(1.0 / rate_hz, self._publish)
+        self.timer.cancel()
+
+    def _publish(self) -> None:
+        self.tick += 1
+        self.msg.position = [0.1 + 0.05 * math.sin(self.tick * 1e-3 + i) for i in range(7)]
+        stamp = time.time_ns()
+        self.msg.header.stamp.sec, self.msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
+        sent_at = time.perf_counter()
+        self.publisher.publish(self.msg)
+        if self.recording:
+            self.sent[stamp] = sent_at
+
+    def _on_decision(self, msg: Decision) -> None:
+        now = time.perf_counter()
+        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        sent_at = self.sent.get(stamp)
+        if sent_at is not None:
+            self.latency[stamp] = now - sent_at
+            self.node_latency_us.append(msg.latency_us)
+            self.inference_us.append(msg.inference_us)
+
+    def _on_command(self, msg: Float64MultiArray) -> None:
+        if self.recording:
+            self.commands += 1
+
+
+def spin_for(executor, seconds: float, until=lambda: False) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if until():
+            return True
+        executor.spin_once(timeout_sec=0.01)  # EventsExecutor: always a timeout
+    return until()
+
+
+def measure(kind: str, model: Path, args, workdir: Path) -> dict:
+    target = start_target(kind, model, args, workdir / f"{kind}.log")
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=args.domain_id)
+    executor = EventsExecutor(context=context)
+    robot = Robot(context, args.rate)
+    executor.add_node(robot.node)
+    try:
+        matched = spin_for(executor, DISCOVERY_S + 20.0, lambda: robot.publisher.get_subscription_count() >= 1
+                           and robot.node.count_publishers("/policy_node/decision") >= 1
+                           and robot.node.count_publishers(COMMANDS) >= 1)
+        if not matched or target.poll() is not None:
+            raise RuntimeError(f"{kind} did not come up; see {workdir / f'{kind}.log'}")
+        robot.timer.reset()
+        spin_for(executor, WARMUP_S)                      # first decisions, discovery of the reverse path
+        cpu_before, wall_before = cpu_seconds(target.pid), time.perf_counter()
+        load_before = os.getloadavg()[0]
+        robot.recording = True
+        spin_for(executor, args.seconds)
+        robot.recording = False
+        cpu = (cpu_seconds(target.pid) - cpu_before) / (time.perf_counter() - wall_before)
+        robot.timer.cancel()
+        spin_for(executor, 1.0)                           # let the last answers arrive
+    finally:
+        executor.shutdown(timeout_sec=1.0)
+        robot.node.destroy_node()
+        rclpy.try_shutdown(context=context)
+        target.terminate()
+        try:
+            target.wait(10)
+        except subprocess.TimeoutExpired:
+            target.kill()
+    latency_us = np.array(list(robot.latency.values())) * 1e6
+    sent = len(robot.sent)
+    row = {"target": kind, "states": sent, "answered": len(latency_us), "lost": sent - len(latency_us),
+           "commands": robot.commands, "rate_hz": sent / args.seconds, "cpu_percent": 100 * cpu,
+           "load_average": load_before,
+           "p50_us": float(np.percentile(latency_us, 50)), "p99_us": float(np.percentile(latency_us, 99)),
+           "max_us": float(latency_us.max())}
+    if kind != "echo":
+        node, inference = np.array(robot.node_latency_us), np.array(robot.inference_us)
+        row.update(node_p50_us=float(np.percentile(node, 50)), node_p99_us=float(np.percentile(node, 99)),
+                   inference_p50_us=float(np.percentile(inference, 50)),
+                   inference_p99_us=float(np.percentile(inference, 99)))
+    return row
+
+
+def report(rows: list[dict], args, command_line: str) -> str:
+    by_kind = {r["target"]: r for r in rows}
+    lines = [f"| target | states | lost | commands | achieved Hz | p50 us | p99 us | max us | target CPU % | load avg |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        lines.append(f"| {r['target']} | {r['states']} | {r['lost']} | {r['commands']} | {r['rate_hz']:.0f} | "
+                     f"{r['p50_us']:.0f} | {r['p99_us']:.0f} | {r['max_us']:.0f} | {r['cpu_percent']:.0f} | "
+                     f"{r['load_average']:.2f} |")
+    text = "\n".join(lines) + "\n"
+    echo = by_kind.get("echo")
+    for r in rows:
+        if r["target"] == "echo" or echo is None:
+            continue
+        text += (f"\n{r['target']}: adds {r['p50_us'] - echo['p50_us']:.0f} us median, "
+                 f"{r['p99_us'] - echo['p99_us']:.0f} us p99 over the echo floor; inside the node: state receipt -> "
+                 f"command published p50 {r['node_p50_us']:.0f} us / p99 {r['node_p99_us']:.0f} us, of which "
+                 f"inference p50 {r['inference_p50_us']:.0f} us / p99 {r['inference_p99_us']:.0f} us.\n")
+    return text
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=30.0, help="measured seconds per target")
+    parser.add_argument("--rate", type=float, default=1000.0, help="joint state rate (Hz)")
+    parser.add_argument("--num-candidates", type=int, default=256, help="K candidates per decision")
+    parser.add_argument("--model", type=Path, default=None, help="model directory (default: a robot-sized random one)")
+    parser.add_argument("--targets", default="echo,policy", help="comma list of echo, policy, policy+candidates")
+    parser.add_argument("--executor", default="events", choices=("events", "single_threaded"))
+    parser.add_argument("--domain-id", type=int, default=229)
+    parser.add_argument("--out", type=Path, default=None, help="append the markdown table to this file")
+    args = parser.parse_args()
+    command_line = "python " + " ".join([Path(sys.argv[0]).as_posix()] + sys.argv[1:])
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        model = args.model or build_model(workdir / "model")
+        rows = []
+        for kind in args.targets.split(","):
+            row = measure(kind.strip(), model, args, workdir)
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    text = report(rows, args, command_line)
+    header = (f"`{command_line}` on {platform.node() or 'this machine'} ({os.cpu_count()} CPUs, "
+              f"{platform.processor() or platform.machine()}), {time.strftime('%Y-%m-%d %H:%M')}, "
+              f"{args.seconds:g} s per target at {args.rate:g} Hz, K={args.num_candidates}, {args.executor} executor\n\n")
+    print("\n" + header + text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        with open(args.out, "a") as handle:
+            handle.write("\n" + header + text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
