@@ -175,6 +175,10 @@ class GoalSchedule:
         self._started_at = now
         return self.goal
 
+    def restart_clock(self, now: float) -> None:
+        """Time the current goal from ``now`` (an episode whose arm had to be moved to its start first)."""
+        self._started_at = now
+
     def error(self, joint_position) -> float:
         if self.config.task == "ik_2link":
             return float(np.linalg.norm(planar_forward_kinematics(joint_position, self.config.link_lengths) - self.goal))

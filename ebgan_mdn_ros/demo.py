@@ -1,6 +1,7 @@
 """The main job: the simulated 2-link arm reaching random goals, driven by the shipped IK model.
 
     .venv/bin/python -m ebgan_mdn_ros.demo [--seconds 20] [--model models/ik_2link] [--composed]
+    .venv/bin/python -m ebgan_mdn_ros.demo --config config/sim_multiroute.yaml --model models/multiroute
 
 Starts exactly what `ros2 launch ebgan_mdn_ros policy.launch.py arm:=sim` starts (launch_plan), as
 separate processes talking over DDS, watches the topics for the given time, then prints the success
@@ -24,10 +25,14 @@ from pathlib import Path
 import numpy as np
 
 from .launch_plan import plan, process_command
-from .node_config import package_share_directories, resolve_model_directory
+from .node_config import load_parameter_file, package_share_directories, resolve_model_directory
 
 DEFAULT_MODEL = "models/ik_2link"
 DEFAULT_CONFIG = "config/sim_ik.yaml"
+TASK_TITLES = {"ik_2link": "2-link IK", "multiroute": "multi-route"}
+# As tasks.ROUTE_VIA_POINTS / ROUTE_NAMES (tasks.py imports torch; the demo must not need it).
+ROUTE_VIA_POINTS = np.array([[10.0, 0.0], [5.0, 5.0], [0.0, 10.0]])
+ROUTE_NAMES = ("via_10_0", "via_5_5", "via_0_10")
 
 
 def _arguments(argv):
@@ -35,7 +40,7 @@ def _arguments(argv):
     parser.add_argument("--seconds", type=float, default=20.0, help="how long to run goals (s)")
     parser.add_argument("--model", default=DEFAULT_MODEL, help="model directory (default: %(default)s)")
     parser.add_argument("--config", default=DEFAULT_CONFIG, help="parameter file (default: %(default)s)")
-    parser.add_argument("--png", default="runs/demo/ik_demo.png", help="figure to write (default: %(default)s)")
+    parser.add_argument("--png", default="runs/demo/demo.png", help="figure to write (default: %(default)s)")
     parser.add_argument("--composed", action="store_true", help="run all nodes in this process, one executor")
     parser.add_argument("--output-mode", choices=("forward_command", "joint_trajectory"), default=None,
                         help="override the config's output_mode")
@@ -61,10 +66,14 @@ class Observer:
         self.events: list[dict] = []
         self.positions: list[tuple[float, np.ndarray]] = []
         self.decisions: list[tuple[float, float, float, bool]] = []  # latency_us, inference_us, e2e_us, held
-        self.node.create_subscription(String, "goal_events", lambda m: self.events.append(json.loads(m.data)),
-                                      QoSProfile(depth=50))
+        self.node.create_subscription(String, "goal_events", self._on_event, QoSProfile(depth=50))
         self.node.create_subscription(JointState, "joint_states", self._on_state, qos_profile_sensor_data)
         self.node.create_subscription(Decision, "/policy_node/decision", self._on_decision, QoSProfile(depth=50))
+
+    def _on_event(self, msg) -> None:
+        event = json.loads(msg.data)
+        event["received"] = time.monotonic()
+        self.events.append(event)
 
     def _on_state(self, msg) -> None:
         self.positions.append((time.monotonic(), np.asarray(msg.position, dtype=np.float64)))
@@ -135,19 +144,32 @@ def _watch(observer, executor, seconds: float, exited) -> None:
         executor.spin_once(timeout_sec=0.05)
 
 
-def report(observer, seconds: float) -> dict:
+def route_of(path: np.ndarray) -> str:
+    """The via point a multi-route path passed closest to (within 2.5 m, as the trainer's metrics count)."""
+    if len(path) == 0:
+        return "none"
+    distance = np.linalg.norm(path[:, None, :2] - ROUTE_VIA_POINTS[None], axis=-1).min(axis=0)
+    return ROUTE_NAMES[int(distance.argmin())] if distance.min() <= 2.5 else "none"
+
+
+def report(observer, seconds: float, task: str) -> dict:
     events = observer.events
     reached = [e for e in events if e["outcome"] == "reached"]
     modes: dict[str, int] = {}
     for e in reached:
-        modes[e["mode"]] = modes.get(e["mode"], 0) + 1
+        if task == "multiroute":
+            start = e["received"] - e["seconds"]
+            mode = route_of(np.array([q for t, q in observer.positions if start <= t <= e["received"]]))
+        else:
+            mode = e["mode"]
+        modes[mode] = modes.get(mode, 0) + 1
     decisions = np.array([d[:3] for d in observer.decisions]) if observer.decisions else np.zeros((0, 3))
 
     def percentiles(column):
         values = decisions[:, column]
         return [float(np.percentile(values, q)) for q in (50, 99)] + [float(values.max())] if len(values) else [np.nan] * 3
     return {
-        "goals_attempted": len(events), "goals_reached": len(reached),
+        "task": task, "goals_attempted": len(events), "goals_reached": len(reached),
         "success_rate": len(reached) / len(events) if events else float("nan"),
         "modes": modes, "mean_seconds_to_reach": float(np.mean([e["seconds"] for e in reached])) if reached else float("nan"),
         "decisions_per_second": len(decisions) / seconds, "held": int(sum(d[3] for d in observer.decisions)),
@@ -157,11 +179,11 @@ def report(observer, seconds: float) -> dict:
 
 def print_report(result: dict, mode: str) -> None:
     p = result
-    print(f"\nEBGAN-MDN IK demo ({mode})")
+    print(f"\nEBGAN-MDN {TASK_TITLES[p['task']]} demo ({mode})")
     print(f"  goals reached   {p['goals_reached']}/{p['goals_attempted']} "
           f"({100 * p['success_rate']:.1f} %), mean time to reach {p['mean_seconds_to_reach']:.2f} s")
     total = sum(p["modes"].values()) or 1
-    print("  elbow modes     " + (", ".join(f"{k} {v} ({100 * v / total:.0f} %)" for k, v in sorted(p["modes"].items()))
+    print(f"  {'routes' if p['task'] == 'multiroute' else 'elbow modes':15s} " + (", ".join(f"{k} {v} ({100 * v / total:.0f} %)" for k, v in sorted(p["modes"].items()))
                                   or "-"))
     print(f"  decisions       {p['decisions_per_second']:.1f} /s, held by the safety filter {p['held']}")
     for key, label in (("inference_us", "inference"), ("node_latency_us", "state in -> command out"),
@@ -175,26 +197,22 @@ def plot(observer, result: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .arm_dynamics import planar_forward_kinematics
     figure, (workspace, latency) = plt.subplots(1, 2, figsize=(12, 5.5))
-    tips = np.array([planar_forward_kinematics(q) for _, q in observer.positions if len(q) >= 2])
-    elbows = np.array([q[1] > 0 for _, q in observer.positions if len(q) >= 2])
-    if len(tips):
-        for up, colour, label in ((True, "tab:blue", "end effector, elbow up"),
-                                  (False, "tab:orange", "end effector, elbow down")):
-            workspace.scatter(tips[elbows == up, 0], tips[elbows == up, 1], s=1, c=colour, label=label)
+    if result["task"] == "multiroute":
+        _plot_gantry(workspace, observer, matplotlib)
+    else:
+        _plot_arm(workspace, observer, matplotlib)
     for e in observer.events:
-        marker, colour = ("o", "tab:green") if e["outcome"] == "reached" else ("x", "tab:red")
-        workspace.scatter(*e["goal"], marker=marker, s=60, facecolors="none" if marker == "o" else colour,
-                          edgecolors=colour if marker == "o" else None)
+        if e["outcome"] == "reached":
+            workspace.scatter(*e["goal"], marker="o", s=60, facecolors="none", edgecolors="tab:green")
+        else:
+            workspace.scatter(*e["goal"], marker="x", s=60, c="tab:red")
     workspace.scatter([], [], marker="o", facecolors="none", edgecolors="tab:green", label="goal reached")
     workspace.scatter([], [], marker="x", c="tab:red", label="goal missed")
-    workspace.add_patch(matplotlib.patches.Circle((0, 0), 6.0, fill=False, ls=":", color="grey"))
     workspace.set_aspect("equal")
-    workspace.set_xlim(-6.5, 6.5)
-    workspace.set_ylim(-6.5, 6.5)
     workspace.legend(loc="lower left", fontsize=8)
-    workspace.set_title(f"2-link arm: {result['goals_reached']}/{result['goals_attempted']} goals reached")
+    workspace.set_title(f"{TASK_TITLES[result['task']]}: {result['goals_reached']}/{result['goals_attempted']} "
+                        "goals reached")
     if observer.decisions:
         values = np.array([d[0] for d in observer.decisions])
         latency.hist(values, bins=60, color="tab:purple")
@@ -207,6 +225,27 @@ def plot(observer, result: dict, path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+def _plot_arm(axes, observer, matplotlib) -> None:
+    from .arm_dynamics import planar_forward_kinematics
+    joints = [q for _, q in observer.positions if len(q) >= 2]
+    tips = np.array([planar_forward_kinematics(q) for q in joints]).reshape(-1, 2)
+    up = np.array([q[1] > 0 for q in joints], dtype=bool)
+    axes.scatter(tips[up, 0], tips[up, 1], s=1, c="tab:blue", label="end effector, elbow up")
+    axes.scatter(tips[~up, 0], tips[~up, 1], s=1, c="tab:orange", label="end effector, elbow down")
+    axes.add_patch(matplotlib.patches.Circle((0, 0), 6.0, fill=False, ls=":", color="grey"))
+    axes.set_xlim(-6.5, 6.5)
+    axes.set_ylim(-6.5, 6.5)
+
+
+def _plot_gantry(axes, observer, matplotlib) -> None:
+    points = np.array([q[:2] for _, q in observer.positions if len(q) >= 2]).reshape(-1, 2)
+    axes.scatter(points[:, 0], points[:, 1], s=1, c="tab:blue", label="gantry position")
+    axes.add_patch(matplotlib.patches.Rectangle((19, 19), 2, 2, fill=False, color="tab:green"))
+    axes.scatter(ROUTE_VIA_POINTS[:, 0], ROUTE_VIA_POINTS[:, 1], marker="+", s=80, c="k", label="via points")
+    axes.set_xlim(-3, 23)
+    axes.set_ylim(-3, 23)
 
 
 def _find_file(name: str) -> Path:
@@ -258,11 +297,12 @@ def main(argv: list[str] | None = None) -> int:
         for line in log.splitlines():
             if "[goal_source]" in line and "goals:" in line:
                 print(f"  {line.strip()}")
-    result = report(observer, args.seconds)
+    task = load_parameter_file(config, "goal_source").get("task", "ik_2link")
+    result = report(observer, args.seconds, task)
     print_report(result, mode)
     png = Path(args.png)
     plot(observer, result, png)
-    print(f"  figure          {png}")
+    print(f"  {'figure':15s} {png}")
     return 0 if result["goals_reached"] > 0 else 1
 
 

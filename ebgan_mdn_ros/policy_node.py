@@ -228,13 +228,14 @@ class PolicyNode(Node):
         now = time.perf_counter()
         dt = now - self._last_command_time if self._last_command_time is not None else 0.0
         result = self._safety.filter(target, reading.position, self._state_age(msg), decision.trusted, dt)
-        note = result.note
+        note, published = result.note, None
         if result.command is not None:
             self._last_command_time = now
             if self._dry_run:
                 note = f"dry_run,{note}" if note else "dry_run"
             else:
                 self._publish_command(result.command)
+                published = result.command
         latency = time.perf_counter() - self._state_received
         self._last_decision = decision
         self.decisions += 1
@@ -246,7 +247,7 @@ class PolicyNode(Node):
             self._candidates_pub.publish(conversions.fill_candidates(
                 self._candidates_msg, stamp, self._decision_msg.model_version, decision))
         self._decision_pub.publish(conversions.fill_decision(
-            self._decision_msg, stamp, decision, decision.action, result.command, result.held, note, latency))
+            self._decision_msg, stamp, decision, decision.action, published, result.held, note, latency))
 
     def _publish_command(self, command: np.ndarray) -> None:
         if self.config.output_mode == "forward_command":
@@ -267,7 +268,9 @@ class PolicyNode(Node):
 
     # -- services and parameters ---------------------------------------------------------------------
     def _srv_start(self, request, response):
-        self._running, self._needs_seed = True, True
+        """Start (or restart) deciding as a new episode: no kept mode, seeded from the next measured state."""
+        self.runtime.reset()
+        self._running, self._needs_seed, self._previous_action, self._answered = True, True, None, self._state
         response.success, response.message = True, "deciding" + (" (dry run: no commands)" if self._dry_run else "")
         return response
 

@@ -39,7 +39,8 @@ ARM_PRESETS = {
                        time_constant_s=0.02, max_velocity=40.0),
 }
 RESET_TOPIC = "sim_arm/reset_position"  # multiroute episodes restart the gantry here
-POLICY_RESET_SERVICE = "policy_node/reset"
+RUNNING, STOPPING, MOVING = "running", "stopping", "moving"
+RESTART_PATIENCE_S = 2.0  # s to wait for the policy or the arm during an episode restart
 
 
 class SimArmNode(Node):
@@ -110,6 +111,13 @@ class SimArmNode(Node):
 
 
 class GoalSourceNode(Node):
+    """One goal at a time; for multiroute, each episode restarts the gantry near (0, 0).
+
+    An episode restart must not look like a jump to the policy (its safety filter would walk the arm
+    back from the last command): stop the policy, move the gantry, wait until joint_states shows it
+    at the start, then start the policy again (which re-seeds from the measured position).
+    """
+
     def __init__(self, **kwargs):
         super().__init__("goal_source", **kwargs)
         declare = self.declare_parameter
@@ -122,27 +130,29 @@ class GoalSourceNode(Node):
             tolerance=declare("tolerance", 0.1).value,               # m, end-effector error
             timeout_s=declare("timeout_s", 5.0).value,               # s per goal
             seed=declare("seed", 0).value))
+        policy = declare("policy_node", "policy_node").value         # whose ~/stop and ~/start to call
         self._goal_pub = self.create_publisher(Float64MultiArray, "goal", QoSProfile(depth=1))
         self._event_pub = self.create_publisher(String, "goal_events", QoSProfile(depth=50))
         self._reset_pub = self.create_publisher(Float64MultiArray, RESET_TOPIC, QoSProfile(depth=1))
-        self._policy_reset = self.create_client(Trigger, POLICY_RESET_SERVICE)
+        self._policy_stop = self.create_client(Trigger, f"{policy}/stop")
+        self._policy_start = self.create_client(Trigger, f"{policy}/start")
         self._goal_msg = Float64MultiArray()
-        self._position: np.ndarray | None = None
+        self._phase, self._phase_since = RUNNING, 0.0
         self.create_subscription(JointState, "joint_states", self._on_state, qos_profile_sensor_data)
         # Re-sent so a policy that starts (or reconnects) late still learns the current goal.
         self.create_timer(declare("republish_period_s", 0.1).value, self._publish_goal)
 
-    def _now(self) -> float:
-        return time.monotonic()
-
     def _on_state(self, msg: JointState) -> None:
-        self._position = np.asarray(msg.position, dtype=np.float64)
+        position, now = np.asarray(msg.position, dtype=np.float64), time.monotonic()
         if self.schedule.goal is None and self.schedule.tally.attempted == 0:
             # The clock of the first goal starts once a policy listens, not while it is still loading.
             if self._goal_pub.get_subscription_count() > 0:
-                self._start_goal()
+                self._start_goal(now)
             return
-        event = self.schedule.update(self._now(), self._position)
+        if self._phase != RUNNING:
+            self._continue_restart(position, now)
+            return
+        event = self.schedule.update(now, position)
         if event is None:
             return
         tally = self.schedule.tally
@@ -151,16 +161,37 @@ class GoalSourceNode(Node):
                   "attempted": tally.attempted}
         self._event_pub.publish(String(data=json.dumps(record)))
         self.get_logger().info(f"goal {event.outcome}: {record}")
-        self._start_goal()
+        self._start_goal(now)
 
-    def _start_goal(self) -> None:
-        goal = self.schedule.new_goal(self._now())
-        if self.schedule.start_position is not None:
-            self._reset_pub.publish(Float64MultiArray(data=conversions.float64s(self.schedule.start_position)))
-            if self._policy_reset.service_is_ready():
-                self._policy_reset.call_async(Trigger.Request())  # fire and forget: never block a callback
+    def _start_goal(self, now: float) -> None:
+        goal = self.schedule.new_goal(now)
         self._goal_msg.data = conversions.float64s(goal)
-        self._publish_goal()
+        if self.schedule.start_position is None:
+            self._publish_goal()
+            return
+        self._phase, self._phase_since = STOPPING, now
+        if self._policy_stop.service_is_ready():
+            self._policy_stop.call_async(Trigger.Request()).add_done_callback(lambda _: self._move_to_start())
+        else:
+            self._move_to_start()
+
+    def _move_to_start(self) -> None:
+        self._phase, self._phase_since = MOVING, time.monotonic()
+        self._reset_pub.publish(Float64MultiArray(data=conversions.float64s(self.schedule.start_position)))
+
+    def _continue_restart(self, position: np.ndarray, now: float) -> None:
+        waited = now - self._phase_since
+        if self._phase == STOPPING and waited > RESTART_PATIENCE_S:
+            self._move_to_start()  # the policy never answered: restart without it
+        elif self._phase == MOVING and waited > RESTART_PATIENCE_S:
+            self._reset_pub.publish(Float64MultiArray(data=conversions.float64s(self.schedule.start_position)))
+            self._phase_since = now
+        elif self._phase == MOVING and np.linalg.norm(position[:2] - self.schedule.start_position) < 1e-3:
+            self._phase = RUNNING
+            self.schedule.restart_clock(now)
+            self._publish_goal()
+            if self._policy_start.service_is_ready():
+                self._policy_start.call_async(Trigger.Request())  # never wait in a callback
 
     def _publish_goal(self) -> None:
         if self.schedule.goal is not None:

@@ -202,7 +202,7 @@ def test_dry_run_decides_but_commands_nothing_until_switched_off(ros, models):
             return predicate()
         return ros.spin_until(step, DISCOVERY_S)
     assert feed_until(lambda: len(decisions) >= 5)
-    assert commands == [] and all(d.safety_note.startswith("dry_run") for d in decisions)
+    assert commands == [] and all(d.safety_note.startswith("dry_run") and len(d.command) == 0 for d in decisions)
     # The first command after switching on starts at the measured position: no jump.
     policy.set_parameters([Parameter("dry_run", value=False)])
     assert feed_until(lambda: len(commands) >= 1)
