@@ -134,7 +134,6 @@ class SafetyFilter:
         self._seeded = False
         self._clamped = np.empty(size)     # target after the limit clamp
         self._step = np.empty(size)        # per-joint allowed change this tick
-        self._delta = np.empty(size)
         self._scratch = np.empty(size)
         self._mask = np.empty(size, dtype=bool)
         self.counters: dict[str, int] = dict.fromkeys(COUNTER_NAMES, 0)
@@ -184,19 +183,23 @@ class SafetyFilter:
         if not trusted and self.config.hold_on_untrusted:
             return self._hold(NOTE_UNTRUSTED, "untrusted")
 
-        np.clip(target, self._lower, self._upper, out=self._clamped)
-        limited = bool(np.not_equal(self._clamped, target, out=self._mask).any())
+        # ufuncs with out= (np.clip costs ~4x as much per call on 7 joints)
+        clamped, step, scratch, mask = self._clamped, self._step, self._scratch, self._mask
+        np.minimum(target, self._upper, out=clamped)
+        np.maximum(clamped, self._lower, out=clamped)
+        limited = bool(np.not_equal(clamped, target, out=mask).any())
 
         dt = float(dt)
         if not (dt > 0.0 and math.isfinite(dt)):
             dt = 0.0
-        np.multiply(self._max_velocity, dt, out=self._step)
-        np.minimum(self._step, self._max_step, out=self._step)
-        np.subtract(self._clamped, self._previous, out=self._delta)
-        np.negative(self._step, out=self._scratch)
-        np.clip(self._delta, self._scratch, self._step, out=self._scratch)
-        stepped = bool(np.not_equal(self._scratch, self._delta, out=self._mask).any())
-        self._previous += self._scratch
+        np.multiply(self._max_velocity, dt, out=step)
+        np.minimum(step, self._max_step, out=step)
+        np.add(self._previous, step, out=scratch)           # highest command allowed this tick
+        np.minimum(clamped, scratch, out=scratch)
+        np.subtract(self._previous, step, out=step)         # lowest command allowed this tick
+        np.maximum(scratch, step, out=scratch)
+        stepped = bool(np.not_equal(scratch, clamped, out=mask).any())
+        self._previous[:] = scratch
 
         if limited:
             self.counters["clamped_limits"] += 1
