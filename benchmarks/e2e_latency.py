@@ -61,7 +61,7 @@ def build_model(directory: Path) -> Path:
                            model_version="e2e-bench")
 
 
-def start_target(kind: str, model: Path, args, log: Path) -> subprocess.Popen:
+def start_target(kind: str, model: Path, args, log: Path, num_candidates: int = 256) -> subprocess.Popen:
     env = {**os.environ, "ROS_DOMAIN_ID": str(args.domain_id), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
     joints = "[" + ", ".join(JOINTS) + "]"
     if kind == "echo":
@@ -71,7 +71,7 @@ def start_target(kind: str, model: Path, args, log: Path) -> subprocess.Popen:
         command = [sys.executable, "-m", "ebgan_mdn_ros.policy_node", "--ros-args",
                    "-p", f"model_directory:={model}", "-p", f"joint_names:={joints}",
                    "-p", "control_rate_hz:=0.0", "-p", "dry_run:=false", "-p", f"executor:={args.executor}",
-                   "-p", f"num_candidates:={args.num_candidates}",
+                   "-p", f"num_candidates:={num_candidates}",
                    "-p", f"publish_candidates:={'true' if kind == 'policy+candidates' else 'false'}",
                    "-p", "max_step:=10.0", "-p", "max_velocity:=10000.0"]
     handle = open(log, "w")
@@ -135,8 +135,8 @@ def spin_for(executor, seconds: float, until=lambda: False) -> bool:
     return until()
 
 
-def measure(kind: str, model: Path, args, workdir: Path) -> dict:
-    target = start_target(kind, model, args, workdir / f"{kind}.log")
+def measure(kind: str, model: Path, args, workdir: Path, num_candidates: int = 256) -> dict:
+    target = start_target(kind, model, args, workdir / f"{kind}.log", num_candidates)
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=args.domain_id)
     executor = EventsExecutor(context=context)
@@ -169,17 +169,76 @@ def measure(kind: str, model: Path, args, workdir: Path) -> dict:
             target.kill()
     latency_us = np.array(list(robot.latency.values())) * 1e6
     sent = len(robot.sent)
-    row = {"target": kind, "states": sent, "answered": len(latency_us), "lost": sent - len(latency_us),
+    label = kind if kind == "echo" else f"{kind} K={num_candidates}"
+    row = {"target": label, "states": sent, "answered": len(latency_us), "lost": sent - len(latency_us),
            "commands": robot.commands, "rate_hz": sent / args.seconds, "cpu_percent": 100 * cpu,
            "load_average": load_before,
            "p50_us": float(np.percentile(latency_us, 50)), "p99_us": float(np.percentile(latency_us, 99)),
            "max_us": float(latency_us.max())}
-    if kind != "echo":
+    if kind != "echo" and robot.node_latency_us:
         node, inference = np.array(robot.node_latency_us), np.array(robot.inference_us)
         row.update(node_p50_us=float(np.percentile(node, 50)), node_p99_us=float(np.percentile(node, 99)),
                    inference_p50_us=float(np.percentile(inference, 50)),
                    inference_p99_us=float(np.percentile(inference, 99)))
     return row
+
+
+def breakdown(model: Path, args, num_candidates: int) -> str:
+    """Time the node's per-state steps in-process (no DDS receive), on its own objects.
+
+    Mirrors PolicyNode._decide step by step (state assembly, runtime.decide, safety filter, command
+    publish, Decision fill + publish) and also times the whole _on_state callback. Uses the node's
+    private attributes: if they change, this section says so and the e2e table still stands."""
+    from ebgan_mdn_ros import conversions
+    from ebgan_mdn_ros.policy_node import PolicyNode
+    from rclpy.parameter import Parameter
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=args.domain_id)
+    overrides = {"model_directory": str(model), "joint_names": list(JOINTS), "control_rate_hz": 0.0,
+                 "dry_run": False, "num_candidates": num_candidates, "publish_candidates": False,
+                 "max_step": 10.0, "max_velocity": 10000.0}
+    node = PolicyNode(context=context, parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
+    msg = JointState(name=list(JOINTS), position=[0.1] * 7, velocity=[0.0] * 7)
+    steps = {name: [] for name in ("assemble", "decide", "safety", "command publish", "decision publish",
+                                   "whole _on_state callback")}
+    try:
+        clock = time.perf_counter
+        for i in range(args.breakdown):
+            msg.header.stamp = node.get_clock().now().to_msg()
+            msg.position = [0.1 + 0.05 * math.sin(i * 1e-3 + j) for j in range(7)]
+            t0 = clock()
+            reading = node._assembler.read_joints(msg.name, msg.position, msg.velocity)
+            goal = node._assembler.check_goal(node._goal)
+            condition = node._assembler.condition(reading, goal)
+            t1 = clock()
+            decision = node.runtime.decide(condition, None)
+            t2 = clock()
+            result = node._safety.filter(decision.action, reading.position, 0.0, decision.trusted, 0.001)
+            t3 = clock()
+            node._publish_command(result.command)
+            t4 = clock()
+            node._decision_pub.publish(conversions.fill_decision(
+                node._decision_msg, msg.header.stamp, decision, decision.action, result.command, result.held,
+                result.note, t4 - t0))
+            t5 = clock()
+            fresh = JointState(name=msg.name, position=msg.position, velocity=msg.velocity)
+            fresh.header.stamp = node.get_clock().now().to_msg()   # a new message: the node skips a repeat
+            t6 = clock()
+            node._on_state(fresh)
+            t7 = clock()
+            for name, seconds in zip(steps, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t7 - t6)):
+                steps[name].append(seconds)
+    except AttributeError as exc:
+        return f"(breakdown skipped: the node's internals changed: {exc})\n"
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
+    lines = [f"In-process breakdown, K={num_candidates}, {args.breakdown} states (no DDS receive; us):\n",
+             "| step | p50 | p99 |", "| --- | --- | --- |"]
+    for name, values in steps.items():
+        us = np.array(values[len(values) // 10:]) * 1e6        # the first 10 % warm up
+        lines.append(f"| {name} | {np.percentile(us, 50):.0f} | {np.percentile(us, 99):.0f} |")
+    return "\n".join(lines) + "\n"
 
 
 def report(rows: list[dict], args, command_line: str) -> str:
@@ -193,7 +252,7 @@ def report(rows: list[dict], args, command_line: str) -> str:
     text = "\n".join(lines) + "\n"
     echo = by_kind.get("echo")
     for r in rows:
-        if r["target"] == "echo" or echo is None:
+        if r["target"] == "echo" or echo is None or "node_p50_us" not in r:
             continue
         text += (f"\n{r['target']}: adds {r['p50_us'] - echo['p50_us']:.0f} us median, "
                  f"{r['p99_us'] - echo['p99_us']:.0f} us p99 over the echo floor; inside the node: state receipt -> "
@@ -206,7 +265,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=30.0, help="measured seconds per target")
     parser.add_argument("--rate", type=float, default=1000.0, help="joint state rate (Hz)")
-    parser.add_argument("--num-candidates", type=int, default=256, help="K candidates per decision")
+    parser.add_argument("--num-candidates", default="256", help="K candidates per decision (comma list: one policy run each)")
+    parser.add_argument("--breakdown", type=int, default=2000,
+                        help="decisions timed step by step in an in-process node (0: skip)")
     parser.add_argument("--model", type=Path, default=None, help="model directory (default: a robot-sized random one)")
     parser.add_argument("--targets", default="echo,policy", help="comma list of echo, policy, policy+candidates")
     parser.add_argument("--executor", default="events", choices=("events", "single_threaded"))
@@ -218,11 +279,16 @@ def main() -> int:
         workdir = Path(tmp)
         model = args.model or build_model(workdir / "model")
         rows = []
-        for kind in args.targets.split(","):
-            row = measure(kind.strip(), model, args, workdir)
-            print(json.dumps(row), flush=True)
-            rows.append(row)
-    text = report(rows, args, command_line)
+        ks = [int(k) for k in str(args.num_candidates).split(",")]
+        for kind in (k.strip() for k in args.targets.split(",")):
+            for k in ([256] if kind == "echo" else ks):
+                row = measure(kind, model, args, workdir, k)
+                print(json.dumps(row), flush=True)
+                rows.append(row)
+        text = report(rows, args, command_line)
+        if args.breakdown:
+            for k in ks:
+                text += "\n" + breakdown(model, args, k)
     header = (f"`{command_line}` on {platform.node() or 'this machine'} ({os.cpu_count()} CPUs, "
               f"{platform.processor() or platform.machine()}), {time.strftime('%Y-%m-%d %H:%M')}, "
               f"{args.seconds:g} s per target at {args.rate:g} Hz, K={args.num_candidates}, {args.executor} executor\n\n")
