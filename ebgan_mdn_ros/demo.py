@@ -268,11 +268,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     config = _find_file(args.config)
     import rclpy
-    from rclpy.experimental import EventsExecutor
+
+    from .policy_node import make_executor
     context = rclpy.Context()
     init_args = ["demo"] + (["--ros-args", "--params-file", str(config)] if args.composed else [])
     rclpy.init(args=init_args, context=context)
-    executor = EventsExecutor(context=context)
+    executor = make_executor("events", context)
     observer = Observer(context)
     executor.add_node(observer.node)
     mode = "nodes composed in one process" if args.composed else "separate processes over DDS"

@@ -26,7 +26,11 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-from rclpy.experimental import EventsExecutor
+
+try:  # rclpy >= 9 (Kilted); Humble and Jazzy fall back to the SingleThreadedExecutor
+    from rclpy.experimental import EventsExecutor
+except ImportError:  # pragma: no cover - depends on the ROS distribution
+    EventsExecutor = None
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import JointState
@@ -112,7 +116,10 @@ class PolicyNode(Node):
                               ("reload", self._srv_reload), ("rollback", self._srv_rollback)):
             self.create_service(Trigger, f"~/{name}", handler)
         self.add_on_set_parameters_callback(self._check_parameter_change)
-        self.add_post_set_parameters_callback(self._apply_parameter_change)
+        if hasattr(self, "add_post_set_parameters_callback"):
+            self.add_post_set_parameters_callback(self._apply_parameter_change)
+        else:  # Humble: no post-set hook; act after validating in the same call
+            self._apply_in_check = True
         mode = "event-driven" if period is None else f"{c.control_rate_hz:g} Hz"
         self.get_logger().info(
             f"serving {self._swapper.active_dir} (version {self.runtime.manifest.model_version}) on "
@@ -305,6 +312,8 @@ class PolicyNode(Node):
                 return SetParametersResult(successful=False, reason=f"model_directory: {p.value!r} is not a path")
             if p.name == "dry_run" and not isinstance(p.value, bool):
                 return SetParametersResult(successful=False, reason=f"dry_run: {p.value!r} is not true/false")
+        if getattr(self, "_apply_in_check", False):
+            self._apply_parameter_change(parameters)
         return SetParametersResult(successful=True)
 
     def _apply_parameter_change(self, parameters) -> None:
@@ -359,9 +368,14 @@ class PolicyNode(Node):
         super().destroy_node()
 
 
-def make_executor(kind: str):
-    """The executor a node process spins. "events" measured fastest here (README); both need timeouts."""
-    return EventsExecutor() if kind == "events" else SingleThreadedExecutor()
+def make_executor(kind: str, context=None):
+    """The executor a node process spins: "events" measured best here (README); spin it with timeouts.
+
+    Never the MultiThreadedExecutor: in this rclpy it runs at ~30 Hz (ros-toolchain.md).
+    """
+    if kind == "events" and EventsExecutor is not None:
+        return EventsExecutor(context=context)
+    return SingleThreadedExecutor(context=context)
 
 
 def spin(executor, should_stop=lambda: False) -> None:

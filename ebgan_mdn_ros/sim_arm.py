@@ -17,7 +17,6 @@ import time
 import numpy as np
 import rclpy
 from rclpy.executors import ExternalShutdownException
-from rclpy.experimental import EventsExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import JointState
@@ -27,6 +26,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from . import conversions
 from .arm_dynamics import ArmConfig, FirstOrderArm, GoalSchedule, TaskConfig, TrajectoryTarget
+from .policy_node import make_executor, spin
 
 # Joints, limits and start pose of the arm each task runs on.
 # The gantry is fast: a multi-route action is a displacement of up to 2 m per decision.
@@ -212,11 +212,10 @@ def main(argv: list[str] | None = None) -> None:
     rclpy.init(args=argv)
     args = rclpy.utilities.remove_ros_args(sys.argv if argv is None else argv)[1:]
     node = GoalSourceNode() if "goal_source" in args else SimArmNode()
-    executor = EventsExecutor()
+    executor = make_executor("events")
     executor.add_node(node)
     try:
-        while rclpy.ok():
-            executor.spin_once(timeout_sec=0.1)  # the EventsExecutor hangs on a spin without a timeout
+        spin(executor)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:

@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 
 rclpy = pytest.importorskip("rclpy")
-from rclpy.experimental import EventsExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
@@ -26,7 +25,7 @@ from std_msgs.msg import Float64MultiArray, String  # noqa: E402
 
 from ebgan_mdn_ros.model_swap import ModelRejected, make_runtime_validator  # noqa: E402
 from ebgan_mdn_ros.msg import Candidates, Decision, ModelInfo  # noqa: E402
-from ebgan_mdn_ros.policy_node import PolicyNode  # noqa: E402
+from ebgan_mdn_ros.policy_node import PolicyNode, make_executor  # noqa: E402
 from ebgan_mdn_ros.runtime import PolicyRuntime  # noqa: E402
 from ebgan_mdn_ros.sim_arm import GoalSourceNode, SimArmNode  # noqa: E402
 
@@ -56,7 +55,7 @@ def ros(domain_id):
 class RosHarness:
     def __init__(self, context):
         self.context = context
-        self.executor = EventsExecutor(context=context)
+        self.executor = make_executor("events", context)
         self.nodes = []
         self.probe = self.add(rclpy.create_node("test_probe", context=context))
 
