@@ -145,9 +145,18 @@ def config_from_parameters(parameters: Mapping[str, Any]) -> NodeConfig:
     return from_dict(NodeConfig, given)
 
 
-def parameter_defaults() -> dict[str, Any]:
-    """Every parameter name with its default (None for the required ones), for declare_parameter."""
-    return {f.name: (None if f.default is dataclasses.MISSING else f.default) for f in dataclasses.fields(NodeConfig)}
+def parameter_values(config: NodeConfig) -> dict[str, Any]:
+    """The effective value of every parameter, as ROS can declare it (lists; empty lists left out,
+    since a ROS parameter cannot be declared from an empty list without a type)."""
+    values = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if isinstance(value, tuple):
+            if not value:
+                continue
+            value = list(value)
+        values[f.name] = value
+    return values
 
 
 def load_parameter_file(path: str | Path, node_name: str) -> dict[str, Any]:

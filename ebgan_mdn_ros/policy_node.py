@@ -43,7 +43,8 @@ from .config_base import ConfigError
 from .latency_stats import LatencyStats, RateMeter
 from .model_swap import ModelRejected, ModelSwapper, SwapEvent, make_runtime_validator
 from .msg import Candidates, Decision
-from .node_config import NodeConfig, config_from_parameters, package_share_directories, resolve_model_directory
+from .node_config import (
+    NodeConfig, config_from_parameters, package_share_directories, parameter_values, resolve_model_directory)
 from .safety_filter import SafetyConfig, SafetyFilter
 from .state_assembly import Rejected, StateAssembler
 
@@ -129,7 +130,12 @@ class PolicyNode(Node):
     # -- configuration and model -----------------------------------------------------------------
     def _read_config(self) -> NodeConfig:
         names = self.list_parameters([], 0).names
-        return config_from_parameters({name: self.get_parameter(name).value for name in names})
+        config = config_from_parameters({name: self.get_parameter(name).value for name in names})
+        # Declare the defaults too, so `ros2 param get/set` sees every parameter (dry_run included).
+        for name, value in parameter_values(config).items():
+            if not self.has_parameter(name):
+                self.declare_parameter(name, value)
+        return config
 
     def _load_runtime(self, model_dir: str):
         from .runtime import PolicyRuntime  # onnxruntime is loaded with the first model

@@ -7,7 +7,7 @@ import pytest
 
 from ebgan_mdn_ros.config_base import ConfigError
 from ebgan_mdn_ros.node_config import (
-    NodeConfig, config_from_parameters, load_parameter_file, parameter_defaults, resolve_model_directory)
+    NodeConfig, config_from_parameters, load_parameter_file, parameter_values, resolve_model_directory)
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = {"model_directory": "models/ik_2link", "joint_names": ["shoulder", "elbow"]}
@@ -63,10 +63,11 @@ def test_energy_threshold_words_map_to_the_runtime():
     assert config_from_parameters({**BASE, "energy_threshold": 2}).runtime_config().energy_threshold == 2.0
 
 
-def test_every_field_has_a_declarable_default():
-    defaults = parameter_defaults()
-    assert defaults["model_directory"] is None and defaults["joint_names"] is None
-    assert defaults["num_candidates"] == 256
+def test_every_parameter_can_be_declared_with_its_effective_value():
+    values = parameter_values(config_from_parameters({**BASE, "max_step": 0.1}))
+    assert values["joint_names"] == ["shoulder", "elbow"] and values["max_step"] == 0.1
+    assert values["energy_threshold"] == "model" and "position_lower" not in values  # empty: left out
+    assert config_from_parameters(values) == config_from_parameters({**BASE, "max_step": 0.1})
 
 
 @pytest.mark.parametrize("name", ["sim_ik.yaml", "sim_multiroute.yaml", "real_arm.yaml"])
