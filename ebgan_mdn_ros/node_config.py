@@ -52,6 +52,8 @@ class NodeConfig:
     execution_providers: tuple[str, ...] = ("CPUExecutionProvider",)
     intra_op_threads: int = 1
     inter_op_threads: int = 1
+    swap_latency_budget_s: float = 0.0      # s: p99 probe latency a swapped-in model must meet; 0 = the
+                                            # control period (no check when event-driven)
     # safety (ebgan_mdn_ros.safety_filter.SafetyConfig)
     state_timeout_s: float = 0.5            # s; an older joint state holds the arm
     position_lower: tuple[float, ...] = ()  # rad or m per joint; empty = the model's action box (absolute models)
@@ -91,6 +93,8 @@ class NodeConfig:
                 "at least one ONNX Runtime execution provider")
         require(self.intra_op_threads >= 1, "intra_op_threads", self.intra_op_threads, ">= 1")
         require(self.inter_op_threads >= 1, "inter_op_threads", self.inter_op_threads, ">= 1")
+        require(math.isfinite(self.swap_latency_budget_s) and self.swap_latency_budget_s >= 0,
+                "swap_latency_budget_s", self.swap_latency_budget_s, ">= 0 s (0 = the control period)")
         require(self.state_timeout_s > 0, "state_timeout_s", self.state_timeout_s, "> 0 s")
         for key in ("position_lower", "position_upper"):
             value = getattr(self, key)
@@ -113,6 +117,12 @@ class NodeConfig:
     @property
     def event_driven(self) -> bool:
         return self.control_rate_hz == 0
+
+    @property
+    def swap_budget_s(self) -> float | None:
+        if self.swap_latency_budget_s > 0:
+            return self.swap_latency_budget_s
+        return None if self.event_driven else 1.0 / self.control_rate_hz
 
     def runtime_config(self):
         from .runtime import RuntimeConfig  # the runtime pulls in onnxruntime: only when a node starts

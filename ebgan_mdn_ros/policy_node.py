@@ -32,6 +32,7 @@ try:  # rclpy >= 9 (Kilted); Humble and Jazzy fall back to the SingleThreadedExe
 except ImportError:  # pragma: no cover - depends on the ROS distribution
     EventsExecutor = None
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
@@ -150,9 +151,14 @@ class PolicyNode(Node):
             raise ModelRejected(f"{exc} (model conditions {list(manifest.condition_names)})") from None
         if manifest.action_kind == "delta" and not self.config.position_lower:
             raise ModelRejected("a delta-action model needs the position_lower/position_upper parameters")
-        # A swap must not turn absolute targets into deltas; probes run at the training condition mean.
-        serving_kind = self.runtime.manifest.action_kind if self.runtime is not None else None
-        make_runtime_validator(self.config.joint_names, action_kind=serving_kind)(runtime)
+        # A swap must not turn absolute targets into deltas, nor be slower than the loop it joins;
+        # probes run at the training condition mean. The condition layout may change: the node
+        # rebuilds its assembler for the new model. At start-up the latency is not judged (200 probes
+        # on a busy machine are noisy, and there is no running model to keep).
+        swapping = self.runtime is not None
+        make_runtime_validator(
+            self.config.joint_names, action_kind=self.runtime.manifest.action_kind if swapping else None,
+            latency_budget_s=self.config.swap_budget_s if swapping else None)(runtime)
 
     def _use_model(self, runtime) -> None:
         """Adopt ``runtime`` (start-up or swap; between decisions, never inside one)."""
@@ -202,7 +208,20 @@ class PolicyNode(Node):
         else:
             self.get_logger().error(f"model {event.model_dir} rejected, still serving "
                                     f"{self._swapper.active_dir}: {event.reason}")
+            self._restore_model_parameter()
         self._publish_model_info()
+
+    def _restore_model_parameter(self) -> None:
+        """After a refused swap, model_directory names the model still serving again, so `ros2 param get`
+        and ~/reload do not point at the refused one. (After a rollback it keeps naming the requested
+        model: ~/reload brings it back.) From a one-shot timer: this may run inside a callback."""
+        if str(resolve_model_directory(self.get_parameter("model_directory").value)) == self._swapper.active_dir:
+            return
+
+        def restore():
+            self.destroy_timer(timer)
+            self.set_parameters([Parameter("model_directory", value=self._swapper.active_dir)])
+        timer = self.create_timer(0.0, restore)
 
     # -- inputs ------------------------------------------------------------------------------------
     def _on_state(self, msg: JointState) -> None:
@@ -326,6 +345,8 @@ class PolicyNode(Node):
         for p in parameters:
             if p.name == "model_directory":
                 directory = str(resolve_model_directory(p.value))
+                if directory == self._swapper.active_dir:
+                    continue  # already serving (or set back after a refusal); ~/reload reloads it
                 if not self._swapper.request(directory):
                     self.get_logger().error(f"model_directory {directory}: refused, another model is still loading")
             elif p.name == "dry_run" and p.value != self._dry_run:

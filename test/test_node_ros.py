@@ -257,6 +257,7 @@ def test_model_directory_change_swaps_between_decisions(ros, models):
     policy.set_parameters([Parameter("model_directory", value=str(models["other_joints"]))])
     assert ros.spin_until(lambda: any(i.last_swap_result.startswith("rejected") for i in infos), DISCOVERY_S + 10.0)
     assert policy._swapper.active_dir == other  # the rejected model never served
+    assert ros.spin_until(lambda: policy.get_parameter("model_directory").value == other, 5.0)  # set back
 
 
 # -- start-up failures ------------------------------------------------------------------------------
