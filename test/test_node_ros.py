@@ -104,6 +104,8 @@ def models(tmp_path_factory):
         "goal": build_model_dir(root / "goal", ("goal.0", "goal.1"), IK_JOINTS, seed=1),
         "state": build_model_dir(root / "state", ("shoulder.position", "elbow.position", "goal.0"), IK_JOINTS, seed=2),
         "other_joints": build_model_dir(root / "other", ("goal.0",), ("joint_1", "joint_2"), seed=3),
+        "gantry": build_model_dir(root / "gantry", ("x_joint.position", "y_joint.position"), ("x_joint", "y_joint"),
+                                  action_kind="delta", action_low=(-2.0, -2.0), action_high=(2.0, 2.0), seed=4),
     }
 
 
@@ -146,6 +148,31 @@ def test_both_output_modes_drive_the_simulated_arm(ros, models, output_mode, con
     assert ros.spin_until(lambda: sim.commands_received >= 20 and np.linalg.norm(sim.arm.position - start) > 0.05,
                           DISCOVERY_S + 10.0), (sim.commands_received, sim.arm.position, policy.states_rejected)
     assert policy.decisions >= 20
+
+
+def test_multiroute_episode_restart_seeds_the_policy_at_the_start(ros, models):
+    """The goal source stops the policy, moves the gantry back and starts the policy again: the first
+    command of an episode is one safety step from the start, not a walk back from the last command."""
+    ros.add(SimArmNode(context=ros.context, parameter_overrides=[Parameter("task", value="multiroute")]))
+    goals = ros.add(GoalSourceNode(context=ros.context, parameter_overrides=[
+        Parameter("task", value="multiroute"), Parameter("timeout_s", value=1.0)]))
+    commands = []
+    ros.probe.create_subscription(Float64MultiArray, "forward_position_controller/commands",
+                                  lambda m: commands.append(np.array(m.data)), 10)
+    ros.policy(models["gantry"], joint_names=["x_joint", "y_joint"], control_rate_hz=10.0, max_step=2.0,
+               max_velocity=100.0, position_lower=[-2.0, -2.0], position_upper=[22.0, 22.0])
+    first_commands, starts = [], []
+
+    def watch():
+        if goals._phase == "running" and goals.schedule.start_position is not None and (
+                not starts or starts[-1][0] is not goals.schedule.start_position):
+            starts.append((goals.schedule.start_position, len(commands)))
+        if starts and len(commands) > starts[-1][1] and len(first_commands) < len(starts):
+            first_commands.append((starts[-1][0], commands[starts[-1][1]]))
+        return len(first_commands) >= 3
+    assert ros.spin_until(watch, DISCOVERY_S + 15.0), (len(starts), len(commands), goals.schedule.tally)
+    for start, command in first_commands:
+        assert np.all(np.abs(command - start) <= 2.0 + 1e-6), (start, command)
 
 
 # -- the node against the runtime -----------------------------------------------------------------------
