@@ -263,6 +263,10 @@ def make_runtime_validator(joint_names: Sequence[str], condition_names: Sequence
         if callable(warmup):
             warmup()
         seconds = np.empty(probe_count)
+        # Once this many probes are over the budget, the percentile is over it whatever follows:
+        # stop early, so a slow model costs the machine a few probes, not probe_count.
+        decisive = probe_count - math.floor(latency_percentile / 100.0 * (probe_count - 1))
+        over = 0
         for i in range(probe_count):
             if callable(probe_condition):
                 condition = np.asarray(probe_condition(), dtype=np.float32)
@@ -281,6 +285,12 @@ def make_runtime_validator(joint_names: Sequence[str], condition_names: Sequence
                 raise ModelRejected(f"probe decision {i} has a non-finite energy: {energy!r}")
             measured = getattr(decision, "inference_seconds", None)
             seconds[i] = float(measured) if measured is not None and math.isfinite(measured) else wall
+            if latency_budget_s is not None and seconds[i] > latency_budget_s:
+                over += 1
+                if over >= decisive:
+                    raise ModelRejected(f"p{latency_percentile:g} probe latency is over the budget of "
+                                        f"{latency_budget_s * 1e6:.0f} us ({over} of the first {i + 1} probes over it, "
+                                        f"slowest {seconds[:i + 1].max() * 1e6:.0f} us)")
             if probe_pause_s > 0:
                 time.sleep(probe_pause_s)
         if latency_budget_s is not None:
