@@ -47,6 +47,7 @@ from ebgan_mdn_ros.msg import Decision  # noqa: E402
 
 JOINTS = tuple(f"joint_{i}" for i in range(1, 8))
 COMMANDS = "forward_position_controller/commands"
+NAMESPACE = f"/e2e_{os.getpid()}"   # topics of our own, whatever else runs on the ROS domain
 DISCOVERY_S = 20.0
 WARMUP_S = 2.0
 
@@ -66,9 +67,10 @@ def start_target(kind: str, model: Path, args, log: Path, num_candidates: int = 
     joints = "[" + ", ".join(JOINTS) + "]"
     if kind == "echo":
         command = [sys.executable, "-m", "ebgan_mdn_ros.echo_node", "--ros-args", "-r", "__node:=policy_node",
+                   "-r", f"__ns:={NAMESPACE}",
                    "-p", f"joint_names:={joints}", "-p", f"executor:={args.executor}"]
     else:
-        command = [sys.executable, "-m", "ebgan_mdn_ros.policy_node", "--ros-args",
+        command = [sys.executable, "-m", "ebgan_mdn_ros.policy_node", "--ros-args", "-r", f"__ns:={NAMESPACE}",
                    "-p", f"model_directory:={model}", "-p", f"joint_names:={joints}",
                    "-p", "control_rate_hz:=0.0", "-p", "dry_run:=false", "-p", f"executor:={args.executor}",
                    "-p", f"num_candidates:={num_candidates}",
@@ -87,9 +89,9 @@ class Robot:
     """Publishes JointState on a timer and matches the answers, in one EventsExecutor thread."""
 
     def __init__(self, context, rate_hz: float):
-        self.node = rclpy.create_node("e2e_robot", context=context)
+        self.node = rclpy.create_node("e2e_robot", namespace=NAMESPACE, context=context)
         self.publisher = self.node.create_publisher(JointState, "joint_states", QoSProfile(depth=10))
-        self.node.create_subscription(Decision, "/policy_node/decision", self._on_decision, 1000)
+        self.node.create_subscription(Decision, "policy_node/decision", self._on_decision, 1000)
         self.node.create_subscription(Float64MultiArray, COMMANDS, self._on_command, 1000)
         self.msg = JointState(name=list(JOINTS), position=[0.1] * 7, velocity=[0.0] * 7)
         self.sent: dict[int, float] = {}
@@ -144,7 +146,7 @@ def measure(kind: str, model: Path, args, workdir: Path, num_candidates: int = 2
     executor.add_node(robot.node)
     try:
         matched = spin_for(executor, DISCOVERY_S + 20.0, lambda: robot.publisher.get_subscription_count() >= 1
-                           and robot.node.count_publishers("/policy_node/decision") >= 1
+                           and robot.node.count_publishers("policy_node/decision") >= 1
                            and robot.node.count_publishers(COMMANDS) >= 1)
         if not matched or target.poll() is not None:
             raise RuntimeError(f"{kind} did not come up; see {workdir / f'{kind}.log'}")
@@ -197,7 +199,8 @@ def breakdown(model: Path, args, num_candidates: int) -> str:
     overrides = {"model_directory": str(model), "joint_names": list(JOINTS), "control_rate_hz": 0.0,
                  "dry_run": False, "num_candidates": num_candidates, "publish_candidates": False,
                  "max_step": 10.0, "max_velocity": 10000.0}
-    node = PolicyNode(context=context, parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
+    node = PolicyNode(context=context, namespace=NAMESPACE,
+                      parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
     msg = JointState(name=list(JOINTS), position=[0.1] * 7, velocity=[0.0] * 7)
     steps = {name: [] for name in ("assemble", "decide", "safety", "command publish", "decision publish",
                                    "whole _on_state callback")}
