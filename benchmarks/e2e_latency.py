@@ -246,7 +246,7 @@ def breakdown(model: Path, args, num_candidates: int) -> str:
 
 def report(rows: list[dict], args, command_line: str) -> str:
     by_kind = {r["target"]: r for r in rows}
-    lines = [f"| target | states | lost | commands | achieved Hz | p50 us | p99 us | max us | target CPU % | load avg |",
+    lines = ["| target | states | lost | commands | achieved Hz | p50 us | p99 us | max us | target CPU % | load avg |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         lines.append(f"| {r['target']} | {r['states']} | {r['lost']} | {r['commands']} | {r['rate_hz']:.0f} | "
@@ -268,7 +268,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=30.0, help="measured seconds per target")
     parser.add_argument("--rate", type=float, default=1000.0, help="joint state rate (Hz)")
-    parser.add_argument("--num-candidates", default="256", help="K candidates per decision (comma list: one policy run each)")
+    parser.add_argument("--num-candidates", default="256",
+                        help="K candidates per decision (comma list: one policy run each)")
     parser.add_argument("--breakdown", type=int, default=2000,
                         help="decisions timed step by step in an in-process node (0: skip)")
     parser.add_argument("--model", type=Path, default=None, help="model directory (default: a robot-sized random one)")
@@ -294,7 +295,8 @@ def main() -> int:
                 text += "\n" + breakdown(model, args, k)
     header = (f"`{command_line}` on {platform.node() or 'this machine'} ({os.cpu_count()} CPUs, "
               f"{platform.processor() or platform.machine()}), {time.strftime('%Y-%m-%d %H:%M')}, "
-              f"{args.seconds:g} s per target at {args.rate:g} Hz, K={args.num_candidates}, {args.executor} executor\n\n")
+              f"{args.seconds:g} s per target at {args.rate:g} Hz, K={args.num_candidates}, "
+              f"{args.executor} executor\n\n")
     print("\n" + header + text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
