@@ -4,7 +4,8 @@ ROS-free. The node calls `SafetyFilter.filter` once per control tick with the po
 measured joint positions; what comes back is what may be published (or None: publish nothing).
 
 Rules, in order of precedence (the first that applies decides; the `note` says which):
-  1. state older than `state_timeout_s` (or an age that is not a finite number)  -> None, "stale_state"
+  1. state older than `state_timeout_s`, stamped more than `state_timeout_s` in the future (a clock
+     that disagrees: the watchdog could not be trusted), or an age that is not a number -> None, "stale_state"
   2. measured position of the wrong size or not finite                           -> None, "bad_state"
   3. target of the wrong size or with NaN/inf                                     -> hold, "non_finite"
   4. untrusted decision (energy above threshold) and `hold_on_untrusted`          -> hold, "untrusted"
@@ -165,9 +166,11 @@ class SafetyFilter:
     def filter(self, target: np.ndarray, measured_position: np.ndarray, state_age_s: float,
                trusted: bool, dt: float) -> SafetyResult:
         """One tick. target and measured_position: [A] in the filter's joint order (raw units);
-        state_age_s: age of the joint state the target answers (s); trusted: the policy's verdict;
+        state_age_s: age of the joint state the target answers (s, receipt clock minus header stamp; pass it
+        signed, not clamped at 0: a stamp from the future beyond the timeout is refused); trusted: the policy's verdict;
         dt: time since the previous command (s; non-finite or <= 0 allows no motion this tick)."""
-        if not (state_age_s <= self.config.state_timeout_s):  # also catches NaN
+        timeout = self.config.state_timeout_s
+        if not (-timeout <= state_age_s <= timeout):  # also catches NaN
             self.counters["stale"] += 1
             return SafetyResult(None, False, NOTE_STALE)
         measured = np.asarray(measured_position, dtype=np.float64)

@@ -83,8 +83,8 @@ def test_untrusted_holds_unless_disabled():
     np.testing.assert_array_equal(result.command, [0.05, 0.05])
 
 
-@pytest.mark.parametrize("age", [0.051, 10.0, math.nan, math.inf])
-def test_stale_state_publishes_nothing(age):
+@pytest.mark.parametrize("age", [0.051, 10.0, math.nan, math.inf, -0.051, -math.inf])
+def test_stale_or_future_state_publishes_nothing(age):
     safety = make_filter()
     result = safety.filter(np.array([0.05, 0.05]), np.zeros(2), age, True, dt=0.1)
     assert result.command is None and result.note == "stale_state"
@@ -199,3 +199,8 @@ def test_limits_from_urdf_in_requested_order_with_soft_limits():
 def test_limits_from_urdf_errors_name_the_joint(joint, message):
     with pytest.raises(ValueError, match=message):
         limits_from_urdf(URDF, ["shoulder", joint])
+
+
+def test_a_slightly_future_stamp_is_fresh():
+    safety = make_filter()
+    assert safety.filter(np.array([0.05, 0.05]), np.zeros(2), -0.01, True, dt=0.1).command is not None
