@@ -30,6 +30,7 @@ rclpy = pytest.importorskip("rclpy")
 from rcl_interfaces.msg import Parameter as ParameterMsg  # noqa: E402
 from rcl_interfaces.msg import ParameterType, ParameterValue  # noqa: E402
 from rcl_interfaces.srv import SetParameters  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.experimental import EventsExecutor  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
@@ -149,7 +150,7 @@ def node(models, tmp_path_factory):
                   "dry_run": False, "num_candidates": NUM_CANDIDATES, "publish_candidates": False,
                   "state_timeout_s": 0.5, "max_step": 10.0, "max_velocity": 1000.0,
                   # p99 a new model must meet: good models here take ~0.1 ms, the slow one ~40 ms
-                  "swap_latency_budget_s": 0.02}
+                  "swap_latency_budget_s": 0.02, "diagnostics_period_s": 0.2}
     params_file = tmp_path_factory.mktemp("node") / "params.yaml"
     params_file.write_text(json.dumps({"/**": {"ros__parameters": parameters}}))  # JSON is YAML
     log = open(params_file.parent / "node.log", "w")
@@ -187,6 +188,7 @@ class Probe:
         self.decisions: dict[int, Decision] = {}          # by the stamp of the state answered
         self.decision_times: dict[int, float] = {}
         self.infos: list[ModelInfo] = []
+        self.diagnostics: list[dict] = []               # the node's status values, oldest first
         n = self.node
         self.state_pub = n.create_publisher(JointState, "joint_states", QoSProfile(depth=10))
         n.create_subscription(Float64MultiArray, COMMANDS,
@@ -194,6 +196,7 @@ class Probe:
         n.create_subscription(Decision, f"{NODE}/decision", self._on_decision, 1000)
         n.create_subscription(ModelInfo, f"{NODE}/model_info", self.infos.append,
                               QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        n.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
         self.set_parameters_client = n.create_client(SetParameters, f"{NODE}/set_parameters")
         self.triggers = {name: n.create_client(Trigger, f"{NODE}/{name}") for name in ("reload", "rollback")}
         self.executor = EventsExecutor(context=self.context)
@@ -206,6 +209,11 @@ class Probe:
         key = stamp_ns(msg)
         self.decisions[key] = msg
         self.decision_times[key] = time.perf_counter()
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:       # /diagnostics is global: keep this module's node only
+            if status.hardware_id == f"{NAMESPACE}/{NODE}":
+                self.diagnostics.append({kv.key: kv.value for kv in status.values})
 
     def _spin(self) -> None:
         while not self._stop and self.context.ok():
@@ -327,6 +335,28 @@ def test_a_bad_state_never_produces_a_command(probe, kind):
     assert decision is None or (len(decision.command) == 0 and decision.safety_note == "stale_state")
     assert kind != "stale" or decision is not None   # a stale state is decided on, then held back
     assert len(probe.commands) == commands + 1       # the good state's command only
+
+
+def test_diagnostics_count_the_faults(probe):
+    assert probe.wait(lambda: probe.diagnostics, 5.0), "no /diagnostics from the node"
+    before = probe.diagnostics[-1]
+    probe.publish(positions=(math.nan, 0.0))
+    time.sleep(0.1)
+    probe.publish(stamp=time.time_ns() - 5_000_000_000)
+    time.sleep(0.1)
+    serving_version(probe)
+
+    def counted():
+        now = probe.diagnostics[-1]
+        return (int(now["states_rejected"]) > int(before["states_rejected"])
+                and int(now["safety_stale"]) > int(before["safety_stale"])
+                and int(now["decisions"]) > int(before["decisions"]))
+    assert probe.wait(counted, 5.0), (before, probe.diagnostics[-1])
+    now = probe.diagnostics[-1]
+    print(f"\n  diagnostics: states_rejected {now['states_rejected']}, safety_stale {now['safety_stale']}, "
+          f"safety_held {now['safety_held']}, last_swap_result {now['last_swap_result'][:60]!r}, "
+          f"latency p99 {now['latency_p99_us']} us")
+    assert now["model_version"] == "a" and "non-finite" in now["last_reject_reason"]
 
 
 # -- a swap under a 1 kHz state stream -------------------------------------------------------------------
