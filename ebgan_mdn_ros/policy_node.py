@@ -288,9 +288,11 @@ class PolicyNode(Node):
             self._command_pub.publish(conversions.trajectory_command(self._command_msg, command))
 
     def _state_age(self, msg: JointState) -> float:
+        """now - stamp, signed: a stamp from the future (a robot clock ahead of ours) stays visible, and the
+        safety filter refuses one beyond the timeout instead of trusting a watchdog it cannot time."""
         stamp = conversions.stamp_seconds(msg.header.stamp)
         if stamp > 0:
-            return max(0.0, self.get_clock().now().nanoseconds * 1e-9 - stamp)
+            return self.get_clock().now().nanoseconds * 1e-9 - stamp
         return time.perf_counter() - self._state_received  # unstamped: judge by receipt alone
 
     def _reject(self, reason: str) -> None:
@@ -364,7 +366,7 @@ class PolicyNode(Node):
         level, message = DiagnosticStatus.OK, "deciding"
         if not self._running:
             level, message = DiagnosticStatus.OK, "stopped"
-        elif self._state is None or state_age > c.state_timeout_s:
+        elif self._state is None or not abs(state_age) <= c.state_timeout_s:
             level, message = DiagnosticStatus.WARN, "no fresh joint state"
         elif self.states_rejected and self._last_reject and self.decisions == 0:
             level, message = DiagnosticStatus.WARN, f"states rejected: {self._last_reject}"
