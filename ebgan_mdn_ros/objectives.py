@@ -126,14 +126,20 @@ def mixture_negative_log_likelihood(generator: nn.Module, condition: torch.Tenso
 
 
 def proposal_log_density(mixture: tuple, candidates: torch.Tensor, uniform_share: float,
-                         uniform_log_q: float, distribution: str = "gaussian") -> torch.Tensor:
-    """log q of candidates under the negatives' proposal: (1 - u) MDN + u uniform box, u = uniform share.
+                         uniform_log_q: float, distribution: str = "gaussian",
+                         scale_multipliers: tuple[float, ...] = (1.0,)) -> torch.Tensor:
+    """log q of candidates under the negatives' proposal.
 
-    Drawing a fixed share of the negatives from each part is stratified sampling of this mixture,
-    so this is the density R-NCE must divide out.
+    q = (1 - u) mean_s MDN_s + u uniform box, where MDN_s is the MDN with its scales times s and u
+    the uniform share. Widened copies put negatives between "on the mode" and "anywhere in the
+    box", the scales at which a precise energy must still rank the data first. Drawing a fixed
+    share of the negatives from each part is stratified sampling of q, so this is the density
+    R-NCE must divide out.
     """
     logits, means, scales = (part.detach() for part in mixture)
-    log_mdn = mixture_log_prob(logits, means, scales, candidates, distribution)
+    per_scale = torch.stack([mixture_log_prob(logits, means, scales * multiplier, candidates, distribution)
+                             for multiplier in scale_multipliers])
+    log_mdn = torch.logsumexp(per_scale, dim=0) - math.log(len(scale_multipliers))
     if uniform_share <= 0.0:
         return log_mdn
     if uniform_share >= 1.0:

@@ -22,8 +22,8 @@ CURVE_MODE_TOLERANCE = 0.075
 IK_LINK_LENGTH = 3.0
 IK_TARGETS = 2000
 IK_SUCCESS_TOLERANCE = 0.1
-# Targets are drawn in the right half of the annulus: then both elbow solutions keep the shoulder
-# angle inside (-pi, pi) without wrapping, so every mode is one connected blob in the action box.
+# Targets cover the whole annulus between these radii: inside 1 the elbow folds nearly flat, beyond
+# 5.5 the two elbow solutions merge into one (straight arm).
 IK_RADIUS_RANGE = (1.0, 5.5)
 GRID_STD = math.sqrt(0.03)
 GRID_MODE_TOLERANCE = 0.5  # about 3 std: a true sample is farther than this 1.5 % of the time
@@ -112,20 +112,25 @@ def inverse_kinematics(targets: np.ndarray, link: float = IK_LINK_LENGTH) -> np.
     """Targets [T, 2] -> both solutions [T, 2 (elbow +, elbow -), 2 (shoulder, elbow)].
 
     With equal links the elbow angle is +-2 acos(r / 2l) and the shoulder sits half of it off the
-    target's bearing.
+    target's bearing. The shoulder is wrapped into [-pi, pi): targets behind the base (bearing near
+    +-pi) have their shoulder solution cut at the wrap, as a real joint-angle data set would.
     """
     radius = np.linalg.norm(targets, axis=-1)
     bearing = np.arctan2(targets[:, 1], targets[:, 0])
     elbow = 2.0 * np.arccos(np.clip(radius / (2 * link), -1.0, 1.0))
-    up = np.stack([bearing - elbow / 2, elbow], -1)
-    down = np.stack([bearing + elbow / 2, -elbow], -1)
+    up = np.stack([_wrap(bearing - elbow / 2), elbow], -1)
+    down = np.stack([_wrap(bearing + elbow / 2), -elbow], -1)
     return np.stack([up, down], 1)
+
+
+def _wrap(angle: np.ndarray) -> np.ndarray:
+    return (angle + math.pi) % (2 * math.pi) - math.pi
 
 
 def _ik_targets(count: int, rng: np.random.Generator) -> np.ndarray:
     low, high = IK_RADIUS_RANGE
     radius = np.sqrt(rng.uniform(low ** 2, high ** 2, count))  # uniform over the annulus' area
-    bearing = rng.uniform(-math.pi / 2, math.pi / 2, count)
+    bearing = rng.uniform(-math.pi, math.pi, count)
     return np.stack([radius * np.cos(bearing), radius * np.sin(bearing)], -1)
 
 

@@ -75,8 +75,7 @@ class OptimConfig:
         require(0 < self.lr_final_fraction <= 1, "lr_final_fraction", self.lr_final_fraction, "in (0, 1]")
         require(self.weight_decay >= 0, "weight_decay", self.weight_decay, ">= 0")
         require(self.grad_clip >= 0, "grad_clip", self.grad_clip, ">= 0")
-        require(0 <= self.energy_start_epoch < self.epochs, "energy_start_epoch", self.energy_start_epoch,
-                "in [0, epochs)")
+        require(self.energy_start_epoch >= 0, "energy_start_epoch", self.energy_start_epoch, ">= 0")
 
 
 @dataclass(frozen=True)
@@ -84,6 +83,7 @@ class ObjectiveConfig:
     energy_updates_per_batch: int = 5   # R energy updates per generator update (authors: 5)
     uniform_negatives: int = 32         # counter-examples drawn uniformly in the action box
     proposal_negatives: int = 32        # R-NCE: counter-examples drawn from the MDN proposal
+    proposal_scales: tuple[float, ...] = (1.0,)  # R-NCE: MDN scale multipliers, negatives split evenly
     generator_samples: int = 1          # EBGAN-MDN / EBGAN: generator samples in the energy loss
     generator_inclusion: str = "dynamic"
     alpha_min: float = 0.1
@@ -96,6 +96,10 @@ class ObjectiveConfig:
         require(self.proposal_negatives >= 0, "proposal_negatives", self.proposal_negatives, ">= 0")
         require(self.uniform_negatives + self.proposal_negatives >= 1, "uniform_negatives",
                 self.uniform_negatives, "at least one negative in all")
+        require(len(self.proposal_scales) >= 1 and all(m > 0 for m in self.proposal_scales),
+                "proposal_scales", self.proposal_scales, "a non-empty list of positive multipliers")
+        require(self.proposal_negatives % len(self.proposal_scales) == 0, "proposal_negatives",
+                self.proposal_negatives, f"a multiple of the {len(self.proposal_scales)} proposal scales")
         require(self.generator_samples >= 1, "generator_samples", self.generator_samples, ">= 1")
         require(self.generator_inclusion in GENERATOR_INCLUSIONS, "generator_inclusion",
                 self.generator_inclusion, f"one of {GENERATOR_INCLUSIONS}")
@@ -148,6 +152,9 @@ class TrainConfig:
         require(self.method in METHODS, "method", self.method, f"one of {', '.join(METHODS)}")
         require(self.seed >= 0, "seed", self.seed, ">= 0")
         require(self.threads >= 1, "threads", self.threads, ">= 1")
+        if self.method in ENERGY_METHODS:  # an energy that never trains is a configuration mistake
+            require(self.optim.energy_start_epoch < self.optim.epochs, "optim.energy_start_epoch",
+                    self.optim.energy_start_epoch, f"below optim.epochs ({self.optim.epochs}) for {self.method}")
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -166,14 +173,26 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 def load_train_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None,
                       base: Mapping[str, Any] | None = None) -> TrainConfig:
-    """TrainConfig from (defaults <- base <- YAML file <- overrides); unknown keys name themselves."""
+    """TrainConfig from (defaults <- base <- YAML file <- its `methods.<method>` section <- overrides).
+
+    The optional top-level `methods` mapping holds per-method adjustments, so one file per task
+    serves every method. Unknown keys (there or anywhere) name themselves.
+    """
     data: dict = dict(base or {})
+    overrides = dict(overrides or {})
     if path is not None:
         loaded = yaml.safe_load(Path(path).read_text()) or {}
         if not isinstance(loaded, Mapping):
             raise ConfigError(f"{path}: expected a mapping at the top level")
+        loaded = dict(loaded)
+        per_method = loaded.pop("methods", None) or {}
+        unknown = sorted(set(per_method) - set(METHODS))
+        if unknown:
+            raise ConfigError(f"{path}: unknown method(s) under methods: {unknown} (known: {', '.join(METHODS)})")
         data = merge_overrides(data, _flatten(loaded))
-    data = merge_overrides(data, dict(overrides or {}))
+        method = overrides.get("method", data.get("method", TrainConfig.method))
+        data = merge_overrides(data, _flatten(per_method.get(method) or {}))
+    data = merge_overrides(data, overrides)
     return from_dict(TrainConfig, data)
 
 

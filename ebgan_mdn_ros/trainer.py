@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -38,7 +38,8 @@ class Networks:
 class Optimizers:
     generator: torch.optim.Optimizer | None
     energy: torch.optim.Optimizer | None
-    schedulers: list = field(default_factory=list)
+    generator_schedule: torch.optim.lr_scheduler.LRScheduler | None = None
+    energy_schedule: torch.optim.lr_scheduler.LRScheduler | None = None  # runs from energy_start_epoch
 
 
 @dataclass
@@ -81,16 +82,17 @@ def build_optimizers(networks: Networks, config: TrainConfig) -> Optimizers:
 
     generator = adam(networks.generator, optim.generator_lr)
     energy = adam(networks.energy, optim.energy_lr)
-    schedulers = []
-    for optimizer in (generator, energy):
+
+    def schedule(optimizer, epochs):
         if optimizer is None or optim.lr_schedule == "constant":
-            continue
+            return None
         if optim.lr_schedule == "step":
-            schedulers.append(torch.optim.lr_scheduler.StepLR(optimizer, optim.lr_step_epochs, optim.lr_gamma))
-        else:  # stepped per epoch, like StepLR
-            schedulers.append(torch.optim.lr_scheduler.CosineAnnealingLR(
-                optimizer, optim.epochs, eta_min=optimizer.defaults["lr"] * optim.lr_final_fraction))
-    return Optimizers(generator, energy, schedulers)
+            return torch.optim.lr_scheduler.StepLR(optimizer, optim.lr_step_epochs, optim.lr_gamma)
+        return torch.optim.lr_scheduler.CosineAnnealingLR(  # stepped per epoch, like StepLR
+            optimizer, epochs, eta_min=optimizer.defaults["lr"] * optim.lr_final_fraction)
+
+    return Optimizers(generator, energy, schedule(generator, optim.epochs),
+                      schedule(energy, optim.epochs - optim.energy_start_epoch))
 
 
 def epoch_batches(count: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
@@ -178,12 +180,15 @@ def step_rnce(ctx: StepContext, condition, actions) -> dict:
         with torch.no_grad():
             mixture = nets.generator(condition)
             parts = [actions.unsqueeze(1)]
-            if cfg.proposal_negatives:
-                parts.append(sample_mixture(*mixture, cfg.proposal_negatives, model.distribution)[0])
+            logits, means, scales = mixture
+            count = cfg.proposal_negatives // len(cfg.proposal_scales)
+            for multiplier in cfg.proposal_scales if count else ():
+                parts.append(sample_mixture(logits, means, scales * multiplier, count, model.distribution)[0])
             if cfg.uniform_negatives:
                 parts.append(_uniform(ctx.data, len(actions), cfg.uniform_negatives))
             candidates = torch.cat(parts, 1)
-            log_q = obj.proposal_log_density(mixture, candidates, share, uniform_log_q, model.distribution)
+            log_q = obj.proposal_log_density(mixture, candidates, share, uniform_log_q, model.distribution,
+                                             cfg.proposal_scales)
         loss = obj.ranking_nce(obj.energies_of(nets.energy, condition, candidates), log_q)
         _update(ctx.optimizers.energy, loss, nets.energy, ctx.config.optim.grad_clip)
     return {**losses, "energy": loss.item()}
@@ -251,13 +256,15 @@ def train_loop(networks: Networks, optimizers: Optimizers, data: TrainingData, c
                 module.train()
         totals: dict[str, float] = {}
         batches = epoch_batches(len(data.actions), config.optim.batch_size, shuffle_generator)
+        train_energy = epoch >= config.optim.energy_start_epoch
         for index in batches:
-            ctx = StepContext(networks, optimizers, data, config, epoch,
-                              train_energy=epoch >= config.optim.energy_start_epoch)
+            ctx = StepContext(networks, optimizers, data, config, epoch, train_energy)
             for key, value in step(ctx, data.conditions[index], data.actions[index]).items():
                 totals[key] = totals.get(key, 0.0) + value
-        for scheduler in optimizers.schedulers:
-            scheduler.step()
+        if optimizers.generator_schedule is not None:
+            optimizers.generator_schedule.step()
+        if optimizers.energy_schedule is not None and train_energy:
+            optimizers.energy_schedule.step()
         means = {key: value / len(batches) for key, value in totals.items()}
         if not all(math.isfinite(v) for v in means.values()):
             raise FloatingPointError(f"epoch {epoch}: a loss is not finite: {means}")
