@@ -254,7 +254,10 @@ class PolicyNode(Node):
             self._safety.reset(reading.position)
             self._needs_seed = False
         condition = assembler.condition(reading, goal)
-        decision = self.runtime.decide(condition, self._previous_action)
+        # Continuity is measured against what the arm was last told: the previous command for joint
+        # targets (the measured pose right after a seed), the previous action for deltas.
+        previous = self._previous_action if self._delta else self._safety.previous_command
+        decision = self.runtime.decide(condition, previous)
         self._previous_action = decision.action
         target = reading.position + decision.action if self._delta else decision.action
         now = time.perf_counter()
