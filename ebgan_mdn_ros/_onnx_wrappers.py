@@ -123,5 +123,8 @@ class DecisionGraph(nn.Module):
         index = components.unsqueeze(-1).expand(-1, -1, means.shape[-1])
         candidates = torch.gather(means, 1, index) + torch.gather(scales, 1, index) * noise
         candidates = torch.maximum(torch.minimum(candidates, self.action_high), self.action_low)
-        energies = self.energy_graph(condition, candidates)
+        if isinstance(self.energy_graph, MixtureEnergyGraph):  # the mixture is already computed above
+            energies = -mixture_log_prob(logits, means, scales, candidates)
+        else:
+            energies = self.energy_graph(condition, candidates)
         return candidates, energies, components, logits, means, scales

@@ -120,6 +120,10 @@ def test_run_without_energy_exports_the_mixture_negative_log_density(tmp_path):
     logits, means, scales = _session(out / "generator.onnx").run(None, {"condition": condition})
     (energy,) = _session(out / "energy.onnx").run(None, {"condition": condition, "actions": actions})
     np.testing.assert_allclose(energy, -sampler.mixture_log_density(logits, means, scales, actions), atol=1e-4)
+    candidates, energies = _session(out / "decision.onnx").run(["candidates", "energies"], {
+        "condition": condition, "noise": actions, "uniforms": np.full((1, 5), 0.5, np.float32),
+        "previous_component": np.array([-1]), "keep_min_weight": np.array([0.0], np.float32)})
+    np.testing.assert_allclose(energies, -sampler.mixture_log_density(logits, means, scales, candidates), atol=1e-4)
 
 
 def test_re_export_replaces_the_directory_and_drops_a_graph_it_no_longer_has(tmp_path):
