@@ -135,16 +135,17 @@ def _energy_step_ebgan(ctx: StepContext, condition, actions) -> dict:
         generated = None
         if alpha is not None and nets.generator is not None:
             with torch.no_grad():
-                generated = _generator_samples(nets.generator, condition, cfg.generator_samples,
-                                               ctx.config.model.distribution)
+                generated = _generator_samples(ctx, condition, cfg.generator_samples)
         loss = obj.ebgan_energy_loss(nets.energy, condition, actions, negatives, generated, alpha)
         _update(ctx.optimizers.energy, loss, nets.energy, ctx.config.optim.grad_clip)
     return {"energy": loss.item()}
 
 
-def _generator_samples(generator: nn.Module, condition: torch.Tensor, count: int, distribution: str) -> torch.Tensor:
-    if isinstance(generator, MixtureDensityNetwork):
-        return sample_mixture(*generator(condition), count, distribution)[0]
+def _generator_samples(ctx: StepContext, condition: torch.Tensor, count: int) -> torch.Tensor:
+    """[B, count, A] samples; decided by method, not isinstance, so a DDP-wrapped generator works too."""
+    generator = ctx.networks.generator
+    if ctx.config.method in MDN_METHODS:
+        return sample_mixture(*generator(condition), count, ctx.config.model.distribution)[0]
     repeated = condition.repeat_interleave(count, 0)
     return generator(repeated).reshape(len(condition), count, -1)
 
@@ -176,11 +177,12 @@ def step_rnce(ctx: StepContext, condition, actions) -> dict:
     cfg, nets, model = ctx.config.objective, ctx.networks, ctx.config.model
     share = cfg.uniform_negatives / (cfg.uniform_negatives + cfg.proposal_negatives)
     uniform_log_q = obj.uniform_log_density(ctx.data.box_low, ctx.data.box_high)
+    with torch.no_grad():  # the proposal is fixed while the energy takes its R steps on this batch
+        mixture = nets.generator(condition)
+    logits, means, scales = mixture
     for _ in range(cfg.energy_updates_per_batch):
         with torch.no_grad():
-            mixture = nets.generator(condition)
             parts = [actions.unsqueeze(1)]
-            logits, means, scales = mixture
             count = cfg.proposal_negatives // len(cfg.proposal_scales)
             for multiplier in cfg.proposal_scales if count else ():
                 parts.append(sample_mixture(logits, means, scales * multiplier, count, model.distribution)[0])
@@ -223,7 +225,7 @@ def step_ebgan(ctx: StepContext, condition, actions) -> dict:
     """EBGAN with an MLP generator: no density, so the generator only descends the energy."""
     losses = _energy_step_ebgan(ctx, condition, actions)
     nets = ctx.networks
-    samples = _generator_samples(nets.generator, condition, ctx.config.objective.generator_samples, "gaussian")
+    samples = _generator_samples(ctx, condition, ctx.config.objective.generator_samples)
     g_loss = obj.energies_with_frozen_parameters(nets.energy, condition, samples).mean()
     _update(ctx.optimizers.generator, g_loss, nets.generator, ctx.config.optim.grad_clip)
     return {**losses, "generator": g_loss.item()}
