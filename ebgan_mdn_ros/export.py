@@ -48,7 +48,7 @@ class ExportReport:
 def export_model(source: str | Path | Checkpoint, out_dir: str | Path, *, model_version: str | None = None,
                  decision_graph: bool = True, calibration_conditions: np.ndarray | None = None,
                  calibration_source: str | None = None, calibration_candidates: int = 256,
-                 max_calibration_conditions: int = 512, threshold_quantile: float = 0.999,
+                 max_calibration_conditions: int = 2048, threshold_quantile: float = 0.999,
                  threshold_margin: float = 0.25, tolerance: float = 1e-4, seed: int = 0,
                  log: Callable[[str], None] | None = None) -> ExportReport:
     """Export a run directory, a checkpoint.pt or a Checkpoint to ``out_dir`` (created or replaced).
