@@ -130,12 +130,16 @@ class GoalSourceNode(Node):
             tolerance=declare("tolerance", 0.1).value,               # m, end-effector error
             timeout_s=declare("timeout_s", 5.0).value,               # s per goal
             seed=declare("seed", 0).value))
-        policy = declare("policy_node", "policy_node").value         # whose ~/stop and ~/start to call
+        policy = declare("policy_node", "policy_node").value         # whose ~/stop, ~/start, ~/reset to call
+        # Each IK goal is a new query: let the policy draw its elbow mode afresh instead of keeping the
+        # last goal's (stickiness holds a mode within an episode, not across them).
+        self._reset_per_goal = declare("reset_policy_per_goal", True).value
         self._goal_pub = self.create_publisher(Float64MultiArray, "goal", QoSProfile(depth=1))
         self._event_pub = self.create_publisher(String, "goal_events", QoSProfile(depth=50))
         self._reset_pub = self.create_publisher(Float64MultiArray, RESET_TOPIC, QoSProfile(depth=1))
         self._policy_stop = self.create_client(Trigger, f"{policy}/stop")
         self._policy_start = self.create_client(Trigger, f"{policy}/start")
+        self._policy_reset = self.create_client(Trigger, f"{policy}/reset")
         self._goal_msg = Float64MultiArray()
         self._phase, self._phase_since = RUNNING, 0.0
         self.create_subscription(JointState, "joint_states", self._on_state, qos_profile_sensor_data)
@@ -168,6 +172,8 @@ class GoalSourceNode(Node):
         self._goal_msg.data = conversions.float64s(goal)
         if self.schedule.start_position is None:
             self._publish_goal()
+            if self._reset_per_goal and self._policy_reset.service_is_ready():
+                self._policy_reset.call_async(Trigger.Request())  # never wait in a callback
             return
         self._phase, self._phase_since = STOPPING, now
         if self._policy_stop.service_is_ready():
