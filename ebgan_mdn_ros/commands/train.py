@@ -59,6 +59,10 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError, OSError) as exc:
         print(f"ebgan-mdn train: error: {exc}", file=sys.stderr)
         return 2
+    from ..distributed import launched_by_torchrun
+    if launched_by_torchrun():  # one of several torchrun workers: DDP, rank 0 prints and saves
+        from ..distributed import train_distributed
+        return train_distributed(config, conditions, actions, spec, args.out, str(config_path or ""))
     from ..trainer import train
     print(f"training {config.method} on {config.task} (seed {config.seed}, config {config_path or 'built-in defaults'}, "
           f"{len(actions)} pairs)")
