@@ -224,6 +224,10 @@ def main(argv: list[str] | None = None) -> None:
         spin(executor)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RuntimeError:
+        # SIGINT landing inside a callback shuts the context down under it; only then is this expected.
+        if rclpy.ok():
+            raise
     finally:
         if isinstance(node, GoalSourceNode):
             print(f"[goal_source] {node.summary()}", flush=True)
