@@ -246,8 +246,14 @@ METHOD_STEPS: dict[str, Callable[[StepContext, torch.Tensor, torch.Tensor], dict
 
 
 def train_loop(networks: Networks, optimizers: Optimizers, data: TrainingData, config: TrainConfig,
-               shuffle_generator: torch.Generator) -> list[dict]:
-    """All epochs of `config.method`; returns per-epoch mean losses."""
+               shuffle_generator: torch.Generator,
+               batches_of: Callable[[int, int, torch.Generator], list[torch.Tensor]] | None = None) -> list[dict]:
+    """All epochs of `config.method`; returns per-epoch mean losses.
+
+    `batches_of(count, batch_size, generator)` gives each epoch's index batches (default
+    `epoch_batches`, looked up per call); a distributed run passes its rank's shard.
+    """
+    batches_of = batches_of or epoch_batches
     step = METHOD_STEPS[config.method]
     history = []
     epochs = tqdm(range(config.optim.epochs), desc=f"{config.method} {config.task}", unit="epoch",
@@ -257,7 +263,7 @@ def train_loop(networks: Networks, optimizers: Optimizers, data: TrainingData, c
             if module is not None:
                 module.train()
         totals: dict[str, float] = {}
-        batches = epoch_batches(len(data.actions), config.optim.batch_size, shuffle_generator)
+        batches = batches_of(len(data.actions), config.optim.batch_size, shuffle_generator)
         train_energy = epoch >= config.optim.energy_start_epoch
         for index in batches:
             ctx = StepContext(networks, optimizers, data, config, epoch, train_energy)
@@ -282,30 +288,43 @@ def fit_normalizer(values: np.ndarray) -> Normalizer:
     return Normalizer(values.mean(0), torch.where(std < 1e-6, torch.ones_like(std), std))
 
 
-def train(config: TrainConfig, conditions: np.ndarray, actions: np.ndarray, spec: PolicySpec,
-          out_dir: str | Path | None = None) -> Checkpoint:
-    """Train `config.method` on (conditions, actions); save out_dir/checkpoint.pt when out_dir is given."""
-    torch.manual_seed(config.seed)
-    np.random.seed(config.seed)
-    torch.set_num_threads(config.threads)
+def prepare_data(conditions: np.ndarray, actions: np.ndarray, spec: PolicySpec
+                 ) -> tuple[TrainingData, Normalizer, Normalizer]:
+    """Normalisers fitted on the data; the data and the action box in normalised units."""
     condition_norm, action_norm = fit_normalizer(conditions), fit_normalizer(actions)
     data = TrainingData(
         condition_norm(torch.tensor(np.asarray(conditions, dtype=np.float32))),
         action_norm(torch.tensor(np.asarray(actions, dtype=np.float32))),
         action_norm(torch.tensor(spec.action_low, dtype=torch.float32)),
         action_norm(torch.tensor(spec.action_high, dtype=torch.float32)))
+    return data, condition_norm, action_norm
+
+
+def make_checkpoint(config: TrainConfig, spec: PolicySpec, condition_norm: Normalizer, action_norm: Normalizer,
+                    networks: Networks, history: list[dict], seconds: float) -> Checkpoint:
+    """The trained networks (unwrapped, in eval mode) with everything needed to rebuild and run them."""
+    for module in (networks.generator, networks.energy):
+        if module is not None:
+            module.eval()
+    return Checkpoint(
+        method=config.method, task=config.task, spec=spec, condition_normalizer=condition_norm,
+        action_normalizer=action_norm, generator=networks.generator, energy=networks.energy,
+        config=to_dict(config), metrics={"final_losses": history[-1]}, train_seconds=seconds)
+
+
+def train(config: TrainConfig, conditions: np.ndarray, actions: np.ndarray, spec: PolicySpec,
+          out_dir: str | Path | None = None) -> Checkpoint:
+    """Train `config.method` on (conditions, actions); save out_dir/checkpoint.pt when out_dir is given."""
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed)
+    torch.set_num_threads(config.threads)
+    data, condition_norm, action_norm = prepare_data(conditions, actions, spec)
     networks = build_networks(config.method, spec.condition_dim, spec.action_dim, config)
     optimizers = build_optimizers(networks, config)
     started = time.perf_counter()
     history = train_loop(networks, optimizers, data, config, torch.Generator().manual_seed(config.seed))
-    seconds = time.perf_counter() - started
-    for module in (networks.generator, networks.energy):
-        if module is not None:
-            module.eval()
-    checkpoint = Checkpoint(
-        method=config.method, task=config.task, spec=spec, condition_normalizer=condition_norm,
-        action_normalizer=action_norm, generator=networks.generator, energy=networks.energy,
-        config=to_dict(config), metrics={"final_losses": history[-1]}, train_seconds=seconds)
+    checkpoint = make_checkpoint(config, spec, condition_norm, action_norm, networks, history,
+                                 time.perf_counter() - started)
     if out_dir is not None:
         save_checkpoint(Path(out_dir) / "checkpoint.pt", checkpoint, networks.generator_kwargs, networks.energy_kwargs)
     return checkpoint
