@@ -56,6 +56,10 @@ class NodeConfig:
                                             # control period (no check when event-driven)
     # safety (ebgan_mdn_ros.safety_filter.SafetyConfig)
     state_timeout_s: float = 0.5            # s; an older joint state holds the arm
+    state_queue_depth: int = 1              # joint states held for the node (best effort). 1 = always the
+                                            # freshest. Event-driven at a high rate, N > 1 answers every
+                                            # state through a stall of up to N periods (a model load holds
+                                            # Python for ~10 ms), late instead of never
     position_lower: tuple[float, ...] = ()  # rad or m per joint; empty = the model's action box (absolute models)
     position_upper: tuple[float, ...] = ()
     max_step: float = 0.05                  # rad or m per tick: largest command change
@@ -96,6 +100,7 @@ class NodeConfig:
         require(math.isfinite(self.swap_latency_budget_s) and self.swap_latency_budget_s >= 0,
                 "swap_latency_budget_s", self.swap_latency_budget_s, ">= 0 s (0 = the control period)")
         require(self.state_timeout_s > 0, "state_timeout_s", self.state_timeout_s, "> 0 s")
+        require(1 <= self.state_queue_depth <= 1000, "state_queue_depth", self.state_queue_depth, "1..1000")
         for key in ("position_lower", "position_upper"):
             value = getattr(self, key)
             require(len(value) in (0, len(self.joint_names)), key, list(value),

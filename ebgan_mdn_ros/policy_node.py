@@ -108,7 +108,10 @@ class PolicyNode(Node):
         self._set_model_fields()
         self._publish_model_info()
 
-        self.create_subscription(JointState, c.state_topic, self._on_state, qos_profile_sensor_data)
+        # Sensor-data QoS (best effort: matches any publisher); depth > 1 only to ride out stalls.
+        state_qos = QoSProfile(depth=c.state_queue_depth, reliability=qos_profile_sensor_data.reliability,
+                               durability=qos_profile_sensor_data.durability)
+        self.create_subscription(JointState, c.state_topic, self._on_state, state_qos)
         self.create_subscription(Float64MultiArray, c.goal_topic, self._on_goal, QoSProfile(depth=1))
         if period is not None:
             self.create_timer(period, self._decide)
