@@ -137,9 +137,3 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         config=record["config"], metrics=record.get("metrics", {}),
         train_seconds=record.get("train_seconds", 0.0))
 
-
-def generator_kwargs_of(record_path: str | Path) -> tuple[dict, dict | None]:
-    """Constructor kwargs of the generator and energy stored in a checkpoint (for re-saving)."""
-    record = torch.load(Path(record_path), map_location="cpu", weights_only=False)
-    energy = record["energy"]
-    return record["generator"]["kwargs"], (energy["kwargs"] if energy else None)
