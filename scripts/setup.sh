@@ -20,6 +20,7 @@ NPINC=$(python -c "import numpy; print(numpy.get_include())")
 { grep -rlZ "/opt/python/cp311-cp311/" "$VIRTUAL_ENV/share" --include="*.cmake" || true; } | xargs -0 -r sed -i \
   -e "s#/opt/python/cp311-cp311/include/python3.11#$PYINC#g" \
   -e "s#/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include#$NPINC#g"
+mkdir -p build
 export AMENT_PREFIX_PATH="$VIRTUAL_ENV" CMAKE_PREFIX_PATH="$VIRTUAL_ENV"
 # Messages (and launch/config/models into share/ebgan_mdn_ros) into the venv prefix: no sourcing needed.
 msg_stamp=.venv/.msgs.sha
