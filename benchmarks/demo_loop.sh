@@ -47,7 +47,7 @@ if [ "$TASK" = ik ]; then
   python - "$OUT/model" <<'PY'
 import sys
 import numpy as np
-from ebgan_mdn_ros.expert import forward_kinematics
+from ebgan_mdn_ros.arm_dynamics import planar_forward_kinematics as forward_kinematics
 from ebgan_mdn_ros.runtime import PolicyRuntime, RuntimeConfig
 
 runtime = PolicyRuntime(sys.argv[1], RuntimeConfig(stickiness=False, seed=1))

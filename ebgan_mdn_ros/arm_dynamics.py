@@ -87,10 +87,16 @@ class TrajectoryTarget:
 
 
 def planar_forward_kinematics(joint_position, link_lengths=(3.0, 3.0)) -> np.ndarray:
-    """End-effector (x, y) of a planar 2-link arm; angles in rad, lengths in m."""
-    q1, q2 = joint_position[0], joint_position[1]
+    """End-effector (x, y) [..., 2] in m of a planar 2-link arm from (shoulder, elbow) [..., 2] in rad.
+
+    The one forward kinematics of the project: the simulated arm, the IK task, its metrics and the
+    scripted expert all use it.
+    """
+    angles = np.asarray(joint_position, dtype=np.float64)
     l1, l2 = link_lengths
-    return np.array([l1 * math.cos(q1) + l2 * math.cos(q1 + q2), l1 * math.sin(q1) + l2 * math.sin(q1 + q2)])
+    shoulder, elbow = angles[..., 0], angles[..., 1]
+    return np.stack([l1 * np.cos(shoulder) + l2 * np.cos(shoulder + elbow),
+                     l1 * np.sin(shoulder) + l2 * np.sin(shoulder + elbow)], -1)
 
 
 def elbow_mode(joint_position) -> str:

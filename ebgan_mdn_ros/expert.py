@@ -35,15 +35,6 @@ def wrap_angle(angle):
     return (np.asarray(angle) + math.pi) % (2.0 * math.pi) - math.pi
 
 
-def forward_kinematics(angles, link_lengths=LINK_LENGTHS) -> np.ndarray:
-    """(shoulder, elbow) [..., 2] in rad -> end-effector (x, y) [..., 2] in m."""
-    angles = np.asarray(angles, dtype=np.float64)
-    l1, l2 = link_lengths
-    shoulder, elbow = angles[..., 0], angles[..., 1]
-    return np.stack([l1 * np.cos(shoulder) + l2 * np.cos(shoulder + elbow),
-                     l1 * np.sin(shoulder) + l2 * np.sin(shoulder + elbow)], -1)
-
-
 def inverse_kinematics(goal, mode: str, link_lengths=LINK_LENGTHS) -> np.ndarray:
     """Joint angles (shoulder, elbow) that put the end effector on ``goal`` in elbow ``mode``.
 

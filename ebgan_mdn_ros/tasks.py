@@ -14,6 +14,7 @@ from typing import Callable
 
 import numpy as np
 
+from .arm_dynamics import planar_forward_kinematics
 from .checkpoint import PolicySpec
 
 CURVE_NOISE = 0.02
@@ -103,11 +104,8 @@ def _curve_task(name: str) -> Task:
 # ---- planar 2-link inverse kinematics --------------------------------------------------------
 
 def forward_kinematics(angles: np.ndarray, link: float = IK_LINK_LENGTH) -> np.ndarray:
-    """Joint angles [..., 2] (shoulder, elbow) -> end-effector position [..., 2]."""
-    shoulder, elbow = angles[..., 0], angles[..., 1]
-    x = link * np.cos(shoulder) + link * np.cos(shoulder + elbow)
-    y = link * np.sin(shoulder) + link * np.sin(shoulder + elbow)
-    return np.stack([x, y], -1)
+    """Joint angles [..., 2] (shoulder, elbow) -> end-effector position [..., 2] (equal links)."""
+    return planar_forward_kinematics(angles, (link, link))
 
 
 def inverse_kinematics(targets: np.ndarray, link: float = IK_LINK_LENGTH) -> np.ndarray:

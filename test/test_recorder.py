@@ -17,8 +17,9 @@ import yaml
 
 from ebgan_mdn_ros import cli
 from ebgan_mdn_ros.bag_dataset import ExtractionConfig, extract, read_topics
+from ebgan_mdn_ros.arm_dynamics import planar_forward_kinematics as forward_kinematics
 from ebgan_mdn_ros.expert import (ELBOW_MODES, ROUTE_GOAL, ROUTE_VIA_POINTS, IKExpert, RouteExpert,
-                                  forward_kinematics, inverse_kinematics)
+                                  inverse_kinematics)
 from ebgan_mdn_ros.record_demos import RESET, record_inprocess
 from ebgan_mdn_ros.recorder import BagWriter, RecorderError, message_definition
 
