@@ -10,6 +10,32 @@ import math
 import numpy as np
 
 
+class _Ring:
+    """The last ``size`` floats pushed, in a preallocated buffer; ``count`` covers the whole run."""
+
+    def __init__(self, size: int):
+        self.values = np.zeros(size)
+        self.next = 0      # where the next value goes; also the oldest value once the ring is full
+        self.filled = 0
+        self.count = 0
+
+    def push(self, value: float) -> None:
+        self.values[self.next] = value
+        self.next += 1
+        if self.next == len(self.values):
+            self.next = 0
+        if self.filled < len(self.values):
+            self.filled += 1
+        self.count += 1
+
+    def stored(self) -> np.ndarray:
+        """A view of the stored values (ring order, not time order)."""
+        return self.values[:self.filled]
+
+    def clear(self) -> None:
+        self.next = self.filled = self.count = 0
+
+
 class LatencyStats:
     """The last ``capacity`` latencies (seconds) in a ring, plus whole-run count, worst and overruns.
 
@@ -25,10 +51,7 @@ class LatencyStats:
             raise ValueError(f"budget_s: {budget_s!r} must be finite and > 0, or None")
         self.capacity = capacity
         self.budget_s = budget_s
-        self._ring = np.zeros(capacity)
-        self._next = 0
-        self._filled = 0
-        self.count = 0
+        self._ring = _Ring(capacity)
         self.worst_s = 0.0
         self.overrun_count = 0
         self.rejected = 0
@@ -37,53 +60,55 @@ class LatencyStats:
         if not (0.0 <= seconds < math.inf):  # NaN fails too
             self.rejected += 1
             return
-        self._ring[self._next] = seconds
-        self._next += 1
-        if self._next == self.capacity:
-            self._next = 0
-        if self._filled < self.capacity:
-            self._filled += 1
-        self.count += 1
+        self._ring.push(seconds)
         if seconds > self.worst_s:
             self.worst_s = seconds
         if self.budget_s is not None and seconds > self.budget_s:
             self.overrun_count += 1
 
+    @property
+    def count(self) -> int:
+        """Samples added over the whole run (rejected ones not counted)."""
+        return self._ring.count
+
     def __len__(self) -> int:
         """Samples in the window."""
-        return self._filled
+        return self._ring.filled
 
     def window(self) -> np.ndarray:
         """A copy of the window's samples, oldest first (seconds)."""
-        if self._filled < self.capacity:
-            return self._ring[:self._filled].copy()
-        return np.concatenate((self._ring[self._next:], self._ring[:self._next]))
+        ring = self._ring
+        if ring.filled < self.capacity:
+            return ring.stored().copy()
+        return np.concatenate((ring.values[ring.next:], ring.values[:ring.next]))
 
     def percentile(self, q: float) -> float:
         """The q-th percentile (0..100, linear interpolation) of the window in seconds; NaN when empty."""
         if not 0.0 <= q <= 100.0:
             raise ValueError(f"percentile q: {q!r} must be in [0, 100]")
-        if self._filled == 0:
+        if self._ring.filled == 0:
             return math.nan
-        return float(np.percentile(self._ring[:self._filled], q))
+        return float(np.percentile(self._ring.stored(), q))
 
     def overruns(self, budget_s: float) -> int:
         """Samples in the window above ``budget_s``."""
-        return int(np.count_nonzero(self._ring[:self._filled] > budget_s))
+        return int(np.count_nonzero(self._ring.stored() > budget_s))
 
     def summary(self) -> dict:
         """p50_us, p99_us, max_us (window), count, worst_us, overruns (whole run), window (samples)."""
-        if self._filled:
-            p50, p99 = np.percentile(self._ring[:self._filled], (50.0, 99.0))
-            peak = float(self._ring[:self._filled].max())
+        stored = self._ring.stored()
+        if stored.size:
+            p50, p99 = np.percentile(stored, (50.0, 99.0))
+            peak = float(stored.max())
         else:
             p50 = p99 = peak = math.nan
         return {"p50_us": float(p50) * 1e6, "p99_us": float(p99) * 1e6, "max_us": peak * 1e6,
                 "count": self.count, "worst_us": self.worst_s * 1e6, "overruns": self.overrun_count,
-                "window": self._filled}
+                "window": self._ring.filled}
 
     def clear(self) -> None:
-        self._next = self._filled = self.count = self.overrun_count = self.rejected = 0
+        self._ring.clear()
+        self.overrun_count = self.rejected = 0
         self.worst_s = 0.0
 
 
@@ -98,30 +123,27 @@ class RateMeter:
         if isinstance(window, bool) or not isinstance(window, int) or window < 2:
             raise ValueError(f"window: {window!r} must be an integer >= 2")
         self.window = window
-        self._times = np.zeros(window)
-        self._next = 0
-        self._filled = 0
-        self.count = 0
+        self._times = _Ring(window)
+
+    @property
+    def count(self) -> int:
+        """Ticks over the whole run."""
+        return self._times.count
 
     def tick(self, now_s: float) -> None:
-        self._times[self._next] = now_s
-        self._next += 1
-        if self._next == self.window:
-            self._next = 0
-        if self._filled < self.window:
-            self._filled += 1
-        self.count += 1
+        self._times.push(now_s)
 
     def rate_hz(self, now_s: float | None = None) -> float:
-        if self._filled < 2:
+        ring = self._times
+        if ring.filled < 2:
             return math.nan
-        oldest = self._times[self._next] if self._filled == self.window else self._times[0]
-        newest = self._times[self._next - 1]
+        oldest = ring.values[ring.next] if ring.filled == self.window else ring.values[0]
+        newest = ring.values[ring.next - 1]
         end = newest if now_s is None else max(float(newest), float(now_s))
         span = end - oldest
         if not span > 0:
             return math.nan
-        return (self._filled - 1) / float(span)
+        return (ring.filled - 1) / float(span)
 
     def clear(self) -> None:
-        self._next = self._filled = self.count = 0
+        self._times.clear()
