@@ -19,16 +19,14 @@ The same config trains the same networks as `trainer.train`; what changes is who
   metrics). Before saving, rank 0 collects one line per rank (steps, pairs, gradient all-reduces,
   a digest of the parameters) and refuses to save if the ranks' parameters differ.
 
-The loop itself is trainer.train_loop, unchanged. To shard its batches, trainer.epoch_batches is
-replaced by the sharded version for the duration of the loop: train_loop takes no batch source
-(notes/trainer_requests.md asks for the one-argument change that would make this unnecessary).
+The loop itself is trainer.train_loop, unchanged; it takes this rank's shard through its
+`batches_of` argument.
 Frozen-energy evaluation (objectives.energies_with_frozen_parameters: torch.func.functional_call
 with detached parameters) runs through the DDP wrapper as it is: with torch 2.13 all seven methods
 end with identical parameters on every rank (ebgan-mdn, which uses it, in test/test_torchrun.py).
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import math
@@ -36,7 +34,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 import torch
@@ -121,12 +119,7 @@ def _train(config: TrainConfig, conditions: np.ndarray, actions: np.ndarray, spe
     torch.manual_seed(config.seed)  # same initial weights everywhere (DDP broadcasts rank 0's anyway)
     np.random.seed(config.seed + rank)
     torch.set_num_threads(config.threads)
-    condition_norm, action_norm = trainer.fit_normalizer(conditions), trainer.fit_normalizer(actions)
-    data = trainer.TrainingData(
-        condition_norm(torch.tensor(np.asarray(conditions, dtype=np.float32))),
-        action_norm(torch.tensor(np.asarray(actions, dtype=np.float32))),
-        action_norm(torch.tensor(spec.action_low, dtype=torch.float32)),
-        action_norm(torch.tensor(spec.action_high, dtype=torch.float32)))
+    data, condition_norm, action_norm = trainer.prepare_data(conditions, actions, spec)
     networks = trainer.build_networks(config.method, spec.condition_dim, spec.action_dim, config)
     plain = (networks.generator, networks.energy)
     allreduces = [0]
@@ -137,12 +130,10 @@ def _train(config: TrainConfig, conditions: np.ndarray, actions: np.ndarray, spe
     loop_config = config if rank == 0 else dataclasses.replace(config, progress=False)
     shuffle = torch.Generator().manual_seed(config.seed)  # same permutation on every rank: disjoint shards
     started = time.perf_counter()
-    with _sharded_batches(rank, world_size) as seen:
-        history = trainer.train_loop(wrapped, optimizers, data, loop_config, shuffle)
+    seen = _Seen()
+    history = trainer.train_loop(wrapped, optimizers, data, loop_config, shuffle,
+                                 batches_of=_sharded_batches(rank, world_size, seen))
     seconds = time.perf_counter() - started
-    if seen.epochs != config.optim.epochs:
-        raise RuntimeError(f"trainer.train_loop drew {seen.epochs} sharded epochs of {config.optim.epochs}: it no "
-                           "longer calls trainer.epoch_batches (see notes/trainer_requests.md)")
     final_losses = _mean_over_ranks(history[-1], world_size)
     for module in plain:
         if module is not None:
@@ -179,24 +170,15 @@ class _Seen:
     pairs: int = 0
 
 
-@contextlib.contextmanager
-def _sharded_batches(rank: int, world_size: int) -> Iterator[_Seen]:
-    """trainer.train_loop draws this rank's shard of every epoch's batches while inside; counts what it drew."""
-    seen = _Seen()
-    epoch_batches: Callable = trainer.epoch_batches
-
+def _sharded_batches(rank: int, world_size: int, seen: _Seen) -> Callable:
+    """train_loop's batch source for this rank: its shard of every epoch's batches, counted in ``seen``."""
     def sharded_epoch_batches(count, batch_size, generator):
-        mine = shard_batches(epoch_batches(count, batch_size, generator), rank, world_size)
+        mine = shard_batches(trainer.epoch_batches(count, batch_size, generator), rank, world_size)
         seen.epochs += 1
         seen.steps += len(mine)
         seen.pairs += sum(len(batch) for batch in mine)
         return mine
-
-    trainer.epoch_batches = sharded_epoch_batches
-    try:
-        yield seen
-    finally:
-        trainer.epoch_batches = epoch_batches
+    return sharded_epoch_batches
 
 
 def _mean_over_ranks(losses: dict, world_size: int) -> dict:
