@@ -2,6 +2,8 @@
 
     python benchmarks/latency.py                      # full sweep, markdown on stdout
     python benchmarks/latency.py --out benchmarks/results/latency.md
+    python benchmarks/latency.py --providers CUDAExecutionProvider CPUExecutionProvider --torch-device cuda
+                                                      # on a GPU machine (onnxruntime-gpu installed)
 
 Networks are randomly initialised (latency does not depend on the weights) at robot-like sizes:
 condition 14, action 7, 8 mixture components, 2 hidden layers of the stated width for the MDN, the
@@ -81,16 +83,16 @@ def make_checkpoint(width: int, seed: int = 0) -> Checkpoint:
 
 # ---- torch eager: the same step in PyTorch --------------------------------------------------------
 
-def torch_step(ckpt: Checkpoint, k: int):
-    condition = torch.randn(1, CONDITION)
-    generator, energy = ckpt.generator, ckpt.energy
-    low, high = torch.full((ACTION,), -math.pi), torch.full((ACTION,), math.pi)
+def torch_step(ckpt: Checkpoint, k: int, device: str = "cpu"):
+    condition = torch.randn(1, CONDITION, device=device)
+    generator, energy = ckpt.generator.to(device), ckpt.energy.to(device)
+    low, high = torch.full((ACTION,), -math.pi, device=device), torch.full((ACTION,), math.pi, device=device)
 
     def step():
         with torch.inference_mode():
             logits, means, scales = generator(condition)
             component = torch.multinomial(torch.softmax(logits, -1), 1)[0, 0]
-            candidates = means[0, component] + scales[0, component] * torch.randn(k, ACTION)
+            candidates = means[0, component] + scales[0, component] * torch.randn(k, ACTION, device=device)
             candidates = torch.clamp(candidates, low, high).unsqueeze(0)
             energies = energy(condition, candidates)
             return candidates[0, int(torch.argmin(energies[0]))]
@@ -211,6 +213,9 @@ def main(argv=None) -> int:
     parser.add_argument("--candidates", type=int, nargs="+", default=[16, 64, 256, 1024, 4096])
     parser.add_argument("--compare-candidates", type=int, default=256)
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies the number of timed decisions")
+    parser.add_argument("--providers", nargs="+", default=["CPUExecutionProvider"],
+                        help="onnxruntime execution providers, in order, for every onnxruntime row")
+    parser.add_argument("--torch-device", default="cpu", help="device of the torch eager row (cpu, cuda)")
     parser.add_argument("--out", default=None, help="also write the markdown here")
     args = parser.parse_args(argv)
 
@@ -225,6 +230,7 @@ def main(argv=None) -> int:
              "| width | threads | K | p50 us | p99 us | decisions |", "|---|---|---|---|---|---|"]
     compare = ["## Comparison at K = {k} on the same network width".format(k=args.compare_candidates), "",
                "| width | threads | method | p50 us | p99 us | p50 / runtime p50 |", "|---|---|---|---|---|---|"]
+    active: set[str] = set()  # the provider that actually ran each runtime
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for width in args.widths:
@@ -234,18 +240,19 @@ def main(argv=None) -> int:
             step_path, unrolled_path, schedule = export_denoisers(width, tmp)
             for threads in args.threads:
                 condition = np.random.default_rng(0).standard_normal(CONDITION).astype(np.float32)
-                runtime_p50 = {}
                 for k in args.candidates:
-                    runtime = PolicyRuntime(model_dir, RuntimeConfig(num_candidates=k, intra_op_threads=threads))
+                    runtime = PolicyRuntime(model_dir, RuntimeConfig(num_candidates=k, intra_op_threads=threads,
+                                                                     providers=tuple(args.providers)))
+                    active.update(runtime.providers[:1])
                     count = repetitions(k, width, args.scale)
                     p50, p99 = timed(lambda: runtime.decide(condition), count, warmup=20)
-                    runtime_p50[k] = (p50, p99)
                     sweep.append(f"| {width} | {threads} | {k} | {p50:.0f} | {p99:.0f} | {count} |")
                     print(sweep[-1], flush=True)
                     del runtime
                 compare += compare_at(ckpt, model_dir, step_path, unrolled_path, schedule, width, threads,
-                                      args.compare_candidates, args.scale)
-    footer = ["", f"Load average at the end: {os.getloadavg()[0]:.2f}."]
+                                      args.compare_candidates, args.scale, args.providers, args.torch_device)
+    footer = ["", f"onnxruntime providers requested {args.providers}, active in the runtime: {sorted(active)}; "
+                  f"torch eager on {args.torch_device}.", f"Load average at the end: {os.getloadavg()[0]:.2f}."]
     text = "\n".join(lines + sweep + [""] + compare + footer) + "\n"
     print(text)
     if args.out:
@@ -253,16 +260,17 @@ def main(argv=None) -> int:
     return 0
 
 
-def compare_at(ckpt, model_dir, step_path, unrolled_path, schedule, width, threads, k, scale) -> list[str]:
+def compare_at(ckpt, model_dir, step_path, unrolled_path, schedule, width, threads, k, scale, providers,
+               torch_device) -> list[str]:
     rng = np.random.default_rng(0)
     options = session_options(threads, 1)
-    providers = ["CPUExecutionProvider"]
     energy_session = ort.InferenceSession(str(model_dir / "energy.onnx"), options, providers=providers)
     step_session = ort.InferenceSession(str(step_path), options, providers=providers)
     unrolled_session = ort.InferenceSession(str(unrolled_path), options, providers=providers)
-    runtime = PolicyRuntime(model_dir, RuntimeConfig(num_candidates=k, intra_op_threads=threads))
+    runtime = PolicyRuntime(model_dir, RuntimeConfig(num_candidates=k, intra_op_threads=threads,
+                                                     providers=tuple(providers)))
     two_sessions = PolicyRuntime(model_dir, RuntimeConfig(num_candidates=k, intra_op_threads=threads,
-                                                          use_fused_graph=False))
+                                                          providers=tuple(providers), use_fused_graph=False))
     condition = rng.standard_normal(CONDITION).astype(np.float32)
     torch.set_num_threads(threads)
     count = repetitions(k, width, scale)
@@ -270,7 +278,7 @@ def compare_at(ckpt, model_dir, step_path, unrolled_path, schedule, width, threa
     rows = [
         ("this runtime (onnxruntime, fused)", lambda: runtime.decide(condition), count),
         ("this runtime, two sessions + numpy sampling", lambda: two_sessions.decide(condition), count),
-        ("torch eager, same step", torch_step(ckpt, k), count),
+        ("torch eager, same step", torch_step(ckpt, k, torch_device), count),
         (f"IBC DFO {DFO_SAMPLES} x {DFO_ITERATIONS} (onnxruntime energy)", dfo_step(energy_session, rng), 0),
         (f"{DENOISER_STEPS}-step denoiser, 1 sample, {DENOISER_STEPS} runs",
          denoiser_loop_step(step_session, schedule, rng), count),
