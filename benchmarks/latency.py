@@ -219,7 +219,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=None, help="also write the markdown here")
     args = parser.parse_args(argv)
 
-    lines = [f"# Decision latency (benchmarks/latency.py)", "",
+    lines = ["# Decision latency (benchmarks/latency.py)", "",
              f"Command: `python benchmarks/latency.py {' '.join(sys.argv[1:] if argv is None else argv)}`".rstrip(),
              f"Machine: {platform.machine()}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}, "
              f"onnxruntime {ort.__version__}, torch {torch.__version__}, numpy {np.__version__}. "

@@ -1,11 +1,9 @@
 import math
 
-import numpy as np
 import pytest
 import torch
 
 from ebgan_mdn_ros.checkpoint import Checkpoint, PolicySpec, load_checkpoint, save_checkpoint
-from ebgan_mdn_ros.config_base import ConfigError
 from ebgan_mdn_ros.mixture import mixture_log_prob, sample_mixture
 from ebgan_mdn_ros.models import EnergyMLP, MixtureDensityNetwork, Normalizer
 
