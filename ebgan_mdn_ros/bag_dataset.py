@@ -36,6 +36,7 @@ import numpy as np
 
 from .bag_reader import (ARRAY_TYPE, JOINT_STATE_TYPE, BagDatasetError, JointStates, TopicStream, arrays_from,
                          joint_states_from, qualified, read_topics)
+
 CONDITION_PARTS = ("goal", "position", "velocity")
 ACTION_MODES = ("target", "delta")
 NPZ_FORMAT = "ebgan-mdn-demos/1"
