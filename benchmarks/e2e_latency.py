@@ -75,6 +75,7 @@ def start_target(kind: str, model: Path, args, log: Path, num_candidates: int = 
                    "-p", "control_rate_hz:=0.0", "-p", "dry_run:=false", "-p", f"executor:={args.executor}",
                    "-p", f"num_candidates:={num_candidates}",
                    "-p", f"publish_candidates:={'true' if kind == 'policy+candidates' else 'false'}",
+                   "-p", f"decision_publish_every:={args.decision_every}",
                    "-p", "max_step:=10.0", "-p", "max_velocity:=10000.0"]
     handle = open(log, "w")
     return subprocess.Popen(command, env=env, stdout=handle, stderr=handle, cwd=ROOT)
@@ -172,7 +173,11 @@ def measure(kind: str, model: Path, args, workdir: Path, num_candidates: int = 2
     latency_us = np.array(list(robot.latency.values())) * 1e6
     sent = len(robot.sent)
     label = kind if kind == "echo" else f"{kind} K={num_candidates}"
-    row = {"target": label, "states": sent, "answered": len(latency_us), "lost": sent - len(latency_us),
+    lost = sent - len(latency_us)
+    if kind != "echo" and args.decision_every > 1:
+        # Only every Nth decision is published: latency is sampled from those, loss counted by commands.
+        label, lost = f"{label}, decision 1/{args.decision_every}", sent - robot.commands
+    row = {"target": label, "states": sent, "answered": len(latency_us), "lost": lost,
            "commands": robot.commands, "rate_hz": sent / args.seconds, "cpu_percent": 100 * cpu,
            "load_average": load_before,
            "p50_us": float(np.percentile(latency_us, 50)), "p99_us": float(np.percentile(latency_us, 99)),
@@ -274,6 +279,9 @@ def main() -> int:
                         help="decisions timed step by step in an in-process node (0: skip)")
     parser.add_argument("--model", type=Path, default=None, help="model directory (default: a robot-sized random one)")
     parser.add_argument("--targets", default="echo,policy", help="comma list of echo, policy, policy+candidates")
+    parser.add_argument("--decision-every", type=int, default=1,
+                        help="the policy node's decision_publish_every (N > 1: latency sampled from every Nth "
+                             "decision, lost = states without a command)")
     parser.add_argument("--executor", default="events", choices=("events", "single_threaded"))
     parser.add_argument("--domain-id", type=int, default=229)
     parser.add_argument("--out", type=Path, default=None, help="append the markdown table to this file")

@@ -280,6 +280,9 @@ class PolicyNode(Node):
         self.rate.tick(now)
         self.latency.add(latency)
         self.inference.add(decision.inference_seconds)
+        # Telemetry is decimated on request (it is I/O on the control path); a hold is never hidden.
+        if (self.decisions - 1) % self.config.decision_publish_every and not result.held and decision.trusted:
+            return
         stamp = msg.header.stamp
         if self.config.publish_candidates:
             self._candidates_pub.publish(conversions.fill_candidates(

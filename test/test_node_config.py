@@ -38,6 +38,7 @@ def test_ros_builtins_and_unset_values_are_ignored():
     ({"dry_run": "no"}, "dry_run"),
     ({"max_step": 0}, "max_step: 0"),
     ({"state_queue_depth": 0}, "state_queue_depth: 0"),
+    ({"decision_publish_every": 0}, "decision_publish_every: 0"),
     ({"sped": 1.0}, "unknown config key: 'sped'"),
 ])
 def test_bad_values_name_the_key_and_value(overrides, needle):

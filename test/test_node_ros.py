@@ -255,6 +255,33 @@ def test_an_incomplete_state_commands_nothing_and_is_counted(ros, models):
     assert "non-finite position" in policy._last_reject
 
 
+def test_decimated_telemetry_still_commands_every_state_and_never_hides_a_hold(ros, models):
+    commands = ros.collect(Float64MultiArray, "forward_position_controller/commands")
+    decisions = ros.collect(Decision, "/policy_node/decision")
+    state_pub = ros.probe.create_publisher(JointState, "joint_states", 10)
+    goal_pub = ros.probe.create_publisher(Float64MultiArray, "goal", 1)
+    policy = ros.policy(models["goal"], control_rate_hz=0.0, decision_publish_every=4, publish_candidates=False)
+    wait_for_match(ros, state_pub)
+    wait_for_match(ros, goal_pub)
+    goal_pub.publish(Float64MultiArray(data=[2.0, 1.0]))
+    ros.spin_for(0.3)
+    for _ in range(13):  # one state at a time, each answered before the next
+        before = policy.decisions
+        state_pub.publish(joint_state(IK_JOINTS, [0.1, 0.2], stamp_ns=time.time_ns()))
+        assert ros.spin_until(lambda: policy.decisions > before, DISCOVERY_S)
+    assert ros.spin_until(lambda: len(commands) >= 13 and len(decisions) >= 4, DISCOVERY_S)
+    ros.spin_for(0.3)
+    assert policy.decisions == 13 and len(commands) == 13
+    assert len(decisions) == 4  # decisions 1, 5, 9 and 13
+    # Decision 14 would be skipped, but it is untrusted (a threshold below every energy): the arm
+    # holds, and telemetry shows why.
+    policy.runtime.energy_threshold = -1e30
+    before = len(decisions)
+    state_pub.publish(joint_state(IK_JOINTS, [0.1, 0.2], stamp_ns=time.time_ns()))
+    assert ros.spin_until(lambda: len(decisions) > before, DISCOVERY_S)
+    assert policy.decisions == 14 and not decisions[-1].trusted and decisions[-1].held
+
+
 def test_model_info_is_latched_and_diagnostics_report_the_model(ros, models):
     policy = ros.policy(models["goal"], diagnostics_period_s=0.2)
     late = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
