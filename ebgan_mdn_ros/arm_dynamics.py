@@ -99,6 +99,27 @@ def planar_forward_kinematics(joint_position, link_lengths=(3.0, 3.0)) -> np.nda
                      l1 * np.sin(shoulder) + l2 * np.sin(shoulder + elbow)], -1)
 
 
+def wrap_angle(angle):
+    """Into [-pi, pi): the planar arm's joint range."""
+    return (np.asarray(angle) + math.pi) % (2.0 * math.pi) - math.pi
+
+
+def planar_inverse_kinematics(targets, elbow_sign: float, link_lengths=(3.0, 3.0)) -> np.ndarray:
+    """(shoulder, elbow) [..., 2] in rad that put the end effector on ``targets`` [..., 2].
+
+    cos(elbow) = (r^2 - l1^2 - l2^2) / (2 l1 l2), elbow taking the sign of ``elbow_sign`` (+ is
+    "elbow_up"); shoulder = bearing - atan2(l2 sin(elbow), l1 + l2 cos(elbow)), wrapped into
+    [-pi, pi). A target outside the reachable annulus gets the closest pose (stretched or folded).
+    """
+    targets = np.asarray(targets, dtype=np.float64)
+    l1, l2 = link_lengths
+    x, y = targets[..., 0], targets[..., 1]
+    cosine = (x * x + y * y - l1 * l1 - l2 * l2) / (2.0 * l1 * l2)
+    elbow = np.copysign(np.arccos(np.clip(cosine, -1.0, 1.0)), elbow_sign)
+    shoulder = np.arctan2(y, x) - np.arctan2(l2 * np.sin(elbow), l1 + l2 * np.cos(elbow))
+    return np.stack([wrap_angle(shoulder), elbow], -1)
+
+
 def elbow_mode(joint_position) -> str:
     """The sign of the elbow angle, named as the trainer's metrics and tasks name it (positive = up)."""
     return "elbow_up" if joint_position[1] > 0 else "elbow_down"

@@ -26,13 +26,11 @@ import numpy as np
 
 from .launch_plan import plan, process_command
 from .node_config import load_parameter_file, package_share_directories, resolve_model_directory
+from .routes import ROUTE_NAMES, ROUTE_VIA_POINTS, nearest_routes
 
 DEFAULT_MODEL = "models/ik_2link"
 DEFAULT_CONFIG = "config/sim_ik.yaml"
 TASK_TITLES = {"ik_2link": "2-link IK", "multiroute": "multi-route"}
-# As tasks.ROUTE_VIA_POINTS / ROUTE_NAMES (tasks.py imports torch; the demo must not need it).
-ROUTE_VIA_POINTS = np.array([[10.0, 0.0], [5.0, 5.0], [0.0, 10.0]])
-ROUTE_NAMES = ("via_10_0", "via_5_5", "via_0_10")
 
 
 def _arguments(argv):
@@ -145,11 +143,11 @@ def _watch(observer, executor, seconds: float, exited) -> None:
 
 
 def route_of(path: np.ndarray) -> str:
-    """The via point a multi-route path passed closest to (within 2.5 m, as the trainer's metrics count)."""
+    """The via point a multi-route path passed closest to (as the trainer's metrics count routes)."""
     if len(path) == 0:
         return "none"
-    distance = np.linalg.norm(path[:, None, :2] - ROUTE_VIA_POINTS[None], axis=-1).min(axis=0)
-    return ROUTE_NAMES[int(distance.argmin())] if distance.min() <= 2.5 else "none"
+    route = int(nearest_routes(np.asarray(path, dtype=np.float64)[None, :, :2])[0])
+    return ROUTE_NAMES[route] if route >= 0 else "none"
 
 
 def report(observer, seconds: float, task: str) -> dict:

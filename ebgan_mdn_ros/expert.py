@@ -10,48 +10,29 @@ trained on their recordings has to keep every mode.
   last command): then every command is caused by the goal before it and cannot be mistaken for
   an answer to the next one, which an answer to a republished old goal could (docs/demonstrations.md).
 - RouteExpert (task multiroute): per episode one of three routes at random, via (10, 0), (5, 5)
-  or (0, 10), then (10, 10), then the goal (20, 20) (method.md section 6; the numbers mirror
-  ebgan_mdn_ros/tasks.py). Each decision is a displacement of at most step_length towards the
+  or (0, 10), then (10, 10), then the goal (20, 20) (method.md section 6; the geometry is
+  ebgan_mdn_ros/routes.py). Each decision is a displacement of at most step_length towards the
   next waypoint, optionally with Gaussian noise, clipped to the action box +-2.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
+
+from .arm_dynamics import planar_inverse_kinematics
+from .routes import MAX_STEP as MAX_DISPLACEMENT
+from .routes import ROUTE_GOAL, ROUTE_MERGE, ROUTE_NAMES, ROUTE_VIA_POINTS
 
 LINK_LENGTHS = (3.0, 3.0)                       # m
 ELBOW_MODES = ("elbow_up", "elbow_down")        # elbow angle > 0, < 0: the names arm_dynamics.elbow_mode
                                                 # and tasks.inverse_kinematics use
-ROUTE_VIA_POINTS = ((10.0, 0.0), (5.0, 5.0), (0.0, 10.0))  # m
-ROUTE_NAMES = ("via_10_0", "via_5_5", "via_0_10")
-ROUTE_MERGE = (10.0, 10.0)                      # m
-ROUTE_GOAL = (20.0, 20.0)                       # m, centre of the goal box [19, 21]^2
-MAX_DISPLACEMENT = 2.0                          # m per decision (the action box)
-
-
-def wrap_angle(angle):
-    """Into [-pi, pi): the simulated arm's joint limits."""
-    return (np.asarray(angle) + math.pi) % (2.0 * math.pi) - math.pi
 
 
 def inverse_kinematics(goal, mode: str, link_lengths=LINK_LENGTHS) -> np.ndarray:
-    """Joint angles (shoulder, elbow) that put the end effector on ``goal`` in elbow ``mode``.
-
-    cos(elbow) = (r^2 - l1^2 - l2^2) / (2 l1 l2); elbow > 0 is "elbow_up", < 0 "elbow_down";
-    shoulder = bearing - atan2(l2 sin(elbow), l1 + l2 cos(elbow)), wrapped into [-pi, pi).
-    A goal outside the reachable annulus gets the closest pose (arm stretched or folded towards it).
-    """
+    """Joint angles (shoulder, elbow) that put the end effector on ``goal`` in elbow ``mode``."""
     if mode not in ELBOW_MODES:
         raise ValueError(f"mode: {mode!r} is unknown, expected one of {ELBOW_MODES}")
-    x, y = float(goal[0]), float(goal[1])
-    l1, l2 = link_lengths
-    cosine = (x * x + y * y - l1 * l1 - l2 * l2) / (2.0 * l1 * l2)
-    elbow = math.acos(min(1.0, max(-1.0, cosine)))
-    if mode == "elbow_down":
-        elbow = -elbow
-    shoulder = math.atan2(y, x) - math.atan2(l2 * math.sin(elbow), l1 + l2 * math.cos(elbow))
-    return np.array([float(wrap_angle(shoulder)), elbow])
+    return planar_inverse_kinematics(np.asarray(goal, dtype=np.float64)[:2],
+                                     1.0 if mode == "elbow_up" else -1.0, link_lengths)
 
 
 class IKExpert:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import wasserstein_distance
 
-from .tasks import ROUTE_NAMES, forward_kinematics
+from .routes import ROUTE_NAMES
+from .tasks import forward_kinematics
 
 
 def _distances_to_modes(samples: np.ndarray, modes: np.ndarray) -> np.ndarray:

@@ -14,8 +14,10 @@ from typing import Callable
 
 import numpy as np
 
-from .arm_dynamics import planar_forward_kinematics
+from .arm_dynamics import planar_forward_kinematics, planar_inverse_kinematics
 from .checkpoint import PolicySpec
+from .routes import (ARENA, GOAL_BOX, MAX_STEP, ROUTE_GOAL, ROUTE_MERGE, ROUTE_RADIUS, ROUTE_VIA_POINTS,
+                     nearest_routes)
 
 CURVE_NOISE = 0.02
 CURVE_SAMPLES = 500
@@ -115,16 +117,7 @@ def inverse_kinematics(targets: np.ndarray, link: float = IK_LINK_LENGTH) -> np.
     target's bearing. The shoulder is wrapped into [-pi, pi): targets behind the base (bearing near
     +-pi) have their shoulder solution cut at the wrap, as a real joint-angle data set would.
     """
-    radius = np.linalg.norm(targets, axis=-1)
-    bearing = np.arctan2(targets[:, 1], targets[:, 0])
-    elbow = 2.0 * np.arccos(np.clip(radius / (2 * link), -1.0, 1.0))
-    up = np.stack([_wrap(bearing - elbow / 2), elbow], -1)
-    down = np.stack([_wrap(bearing + elbow / 2), -elbow], -1)
-    return np.stack([up, down], 1)
-
-
-def _wrap(angle: np.ndarray) -> np.ndarray:
-    return (angle + math.pi) % (2 * math.pi) - math.pi
+    return np.stack([planar_inverse_kinematics(targets, sign, (link, link)) for sign in (1.0, -1.0)], 1)
 
 
 def _ik_targets(count: int, rng: np.random.Generator) -> np.ndarray:
@@ -157,14 +150,8 @@ def _ik_task() -> Task:
 
 # ---- multi-route planning (the BeT benchmark) ------------------------------------------------
 
-ROUTE_VIA_POINTS = np.array([[10.0, 0.0], [5.0, 5.0], [0.0, 10.0]])
-ROUTE_NAMES = ("via_10_0", "via_5_5", "via_0_10")
-ROUTE_MERGE = np.array([10.0, 10.0])
-ROUTE_GOAL = np.array([20.0, 20.0])
-GOAL_BOX = (19.0, 21.0)
-ARENA = (-2.0, 22.0)
 PLANNING_STEPS = 50
-PLANNING_MAX_STEP = 2.0
+PLANNING_MAX_STEP = MAX_STEP
 DEMO_STEP_LENGTH = 1.0
 DEMO_POINT_NOISE = 0.25
 START_NOISE = 0.25
@@ -228,12 +215,9 @@ class MultiRouteEnvironment:
         self.reached |= moving & inside_goal & ~outside
         self.trajectories.append(self.positions.copy())
 
-    def routes(self, radius: float = 2.5) -> np.ndarray:
+    def routes(self, radius: float = ROUTE_RADIUS) -> np.ndarray:
         """Per rollout: index of the via point it passed within `radius` of (nearest), or -1."""
-        path = np.stack(self.trajectories, 1)  # [R, T, 2]
-        distance = np.linalg.norm(path[:, :, None, :] - ROUTE_VIA_POINTS[None, None], axis=-1).min(1)
-        route = distance.argmin(1)
-        return np.where(distance.min(1) <= radius, route, -1)
+        return nearest_routes(np.stack(self.trajectories, 1), radius)
 
 
 # ---- unconditional 7 x 7 Gaussian grid -------------------------------------------------------

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from ebgan_mdn_ros.arm_dynamics import (
-    ArmConfig, FirstOrderArm, GoalSchedule, TaskConfig, TrajectoryTarget, elbow_mode, planar_forward_kinematics)
+    ArmConfig, FirstOrderArm, GoalSchedule, TaskConfig, TrajectoryTarget, elbow_mode, planar_forward_kinematics,
+    planar_inverse_kinematics)
 
 ARM = ArmConfig(("a", "b"), (-1.0, -1.0), (1.0, 1.0), (0.0, 0.0), time_constant_s=0.1, max_velocity=100.0)
 
@@ -85,3 +86,15 @@ def test_bad_configs_are_refused():
         TaskConfig(goal_radius_max=7.0)
     with pytest.raises(ValueError, match="one per joint"):
         ArmConfig(("a",), (0.0, 0.0), (1.0,), (0.0,))
+
+
+def test_inverse_kinematics_reaches_targets_in_both_elbow_modes_with_unequal_links():
+    rng = np.random.default_rng(0)
+    radius, bearing = rng.uniform(1.2, 2.8, 200), rng.uniform(-np.pi, np.pi, 200)
+    targets = np.stack([radius * np.cos(bearing), radius * np.sin(bearing)], -1)
+    for sign in (1.0, -1.0):
+        angles = planar_inverse_kinematics(targets, sign, (2.0, 1.0))
+        np.testing.assert_allclose(planar_forward_kinematics(angles, (2.0, 1.0)), targets, atol=1e-9)
+        assert np.all(np.sign(angles[:, 1]) == sign) and np.all(np.abs(angles[:, 0]) <= np.pi)
+    # out of reach: the arm stretches towards the target
+    np.testing.assert_allclose(planar_inverse_kinematics([10.0, 0.0], 1.0, (2.0, 1.0)), [0.0, 0.0], atol=1e-12)
