@@ -87,3 +87,92 @@ def test_installed_node_imports_its_messages_and_looks_in_share(installed):
         env=env, capture_output=True, text=True, timeout=60, cwd=prefix)
     assert result.returncode == 2, result.stderr
     assert "is not a directory" in result.stderr and str(prefix / "share" / "ebgan_mdn_ros") in result.stderr
+
+
+def _install_env(prefix: Path, env: dict) -> dict:
+    """What `. install/setup.bash` sets for this package."""
+    return {**env, "AMENT_PREFIX_PATH": f"{prefix}{os.pathsep}{sys.prefix}",
+            "PYTHONPATH": str(_site_packages(prefix)),
+            "LD_LIBRARY_PATH": f"{prefix / 'lib'}{os.pathsep}{os.environ.get('LD_LIBRARY_PATH', '')}",
+            "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+
+
+def _site_packages(prefix: Path) -> Path:
+    return prefix / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+
+
+IMPORT_ALL = """
+import importlib, pkgutil, sys
+import ebgan_mdn_ros
+site = sys.argv[1]
+assert all(p.startswith(site) for p in ebgan_mdn_ros.__path__), ebgan_mdn_ros.__path__
+names = [m.name for m in pkgutil.walk_packages(ebgan_mdn_ros.__path__, "ebgan_mdn_ros.")]
+for name in names:
+    module = importlib.import_module(name)
+    assert module.__file__.startswith(site), (name, module.__file__)
+print("imported", len(names))
+"""
+
+
+def test_every_module_imports_from_the_install(installed):
+    """Each subpackage keeps its __init__.py in the install (no namespace portions, nothing from the checkout)."""
+    prefix, env = installed
+    site = _site_packages(prefix)
+    expected = sorted(p.relative_to(ROOT).with_suffix("") for p in (ROOT / "ebgan_mdn_ros").rglob("*.py"))
+    for module in expected:
+        assert (site / module).with_suffix(".py").is_file(), module
+    result = subprocess.run([sys.executable, "-c", IMPORT_ALL, str(site)], env=_install_env(prefix, env),
+                            capture_output=True, text=True, timeout=120, cwd=prefix)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert int(result.stdout.split()[-1]) >= len(expected) - 1
+
+
+def test_installed_validate_accepts_the_installed_model(installed):
+    prefix, env = installed
+    result = subprocess.run([sys.executable, str(prefix / "lib" / "ebgan_mdn_ros" / "ebgan-mdn"), "validate",
+                             str(prefix / "share" / "ebgan_mdn_ros" / "models" / "ik_2link")],
+                            env=_install_env(prefix, env), capture_output=True, text=True, timeout=120, cwd=prefix)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+DECISION_PROBE = """
+import sys, time
+import rclpy
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray
+from ebgan_mdn_ros.msg import Decision
+rclpy.init()
+node = rclpy.create_node("colcon_probe")
+decisions = []
+node.create_subscription(Decision, "/policy_node/decision", decisions.append, 10)
+states = node.create_publisher(JointState, "/joint_states", qos_profile_sensor_data)
+goals = node.create_publisher(Float64MultiArray, "/goal", 1)
+deadline = time.monotonic() + float(sys.argv[1])
+while not decisions and time.monotonic() < deadline:
+    msg = JointState(name=["shoulder", "elbow"], position=[0.3, 1.2], velocity=[0.0, 0.0])
+    msg.header.stamp = node.get_clock().now().to_msg()
+    states.publish(msg)
+    goals.publish(Float64MultiArray(data=[3.0, 2.0]))
+    rclpy.spin_once(node, timeout_sec=0.05)
+print("decisions", len(decisions), list(decisions[0].action) if decisions else None)
+sys.exit(0 if decisions else 1)
+"""
+
+
+@pytest.mark.ros
+def test_installed_policy_node_serves_the_installed_model(installed):
+    prefix, env = installed
+    env = {**_install_env(prefix, env), "ROS_DOMAIN_ID": str(int(os.environ.get("ROS_DOMAIN_ID", "0")) % 100 + 110)}
+    node = subprocess.Popen(
+        [sys.executable, str(prefix / "lib" / "ebgan_mdn_ros" / "policy_node"), "--ros-args",
+         "--params-file", str(prefix / "share" / "ebgan_mdn_ros" / "config" / "sim_ik.yaml")],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=prefix)
+    try:
+        probe = subprocess.run([sys.executable, "-c", DECISION_PROBE, "30"], env=env,
+                               capture_output=True, text=True, timeout=90, cwd=prefix)
+    finally:
+        node.terminate()
+        output = node.communicate(timeout=20)[0]
+    assert probe.returncode == 0, f"{probe.stdout}{probe.stderr[-2000:]}\nnode:\n{output[-3000:]}"
+    assert probe.stdout.startswith("decisions")
