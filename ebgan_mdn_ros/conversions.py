@@ -14,7 +14,7 @@ from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from std_msgs.msg import Float64MultiArray, Header
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from .msg import Candidates, Decision, ModelInfo
+from ebgan_mdn_ros.msg import Candidates, Decision, ModelInfo
 
 
 def float64s(values: np.ndarray) -> array:

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .launch_plan import plan, process_command
-from .node_config import load_parameter_file, package_share_directories, resolve_model_directory
-from .routes import ROUTE_NAMES, ROUTE_VIA_POINTS, nearest_routes
+from ebgan_mdn_ros.launch_plan import plan, process_command
+from ebgan_mdn_ros.node_config import load_parameter_file, package_share_directories, resolve_model_directory
+from ebgan_mdn_ros.routes import ROUTE_NAMES, ROUTE_VIA_POINTS, nearest_routes
 
 DEFAULT_MODEL = "models/ik_2link"
 DEFAULT_CONFIG = "config/sim_ik.yaml"
@@ -59,7 +59,7 @@ class Observer:
         from sensor_msgs.msg import JointState
         from std_msgs.msg import String
 
-        from .msg import Decision
+        from ebgan_mdn_ros.msg import Decision
         self.node = rclpy.create_node("demo_observer", context=context)
         self.events: list[dict] = []
         self.positions: list[tuple[float, np.ndarray]] = []
@@ -108,8 +108,8 @@ def _run_composed(args, config: Path, model: Path, seconds: float, observer, exe
                   logs: list[str]) -> None:
     from rclpy.parameter import Parameter
 
-    from .policy_node import PolicyNode
-    from .sim_arm import GoalSourceNode, SimArmNode
+    from ebgan_mdn_ros.policy_node import PolicyNode
+    from ebgan_mdn_ros.sim_arm import GoalSourceNode, SimArmNode
     overrides = [Parameter("model_directory", value=str(model))]
     if args.output_mode:
         overrides.append(Parameter("output_mode", value=args.output_mode))
@@ -226,7 +226,7 @@ def plot(observer, result: dict, path: Path) -> None:
 
 
 def _plot_arm(axes, observer, matplotlib) -> None:
-    from .arm_dynamics import planar_forward_kinematics
+    from ebgan_mdn_ros.arm_dynamics import planar_forward_kinematics
     joints = [q for _, q in observer.positions if len(q) >= 2]
     tips = np.array([planar_forward_kinematics(q) for q in joints]).reshape(-1, 2)
     up = np.array([q[1] > 0 for q in joints], dtype=bool)
@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     config = _find_file(args.config)
     import rclpy
 
-    from .policy_node import make_executor
+    from ebgan_mdn_ros.policy_node import make_executor
     context = rclpy.Context()
     init_args = ["demo"] + (["--ros-args", "--params-file", str(config)] if args.composed else [])
     rclpy.init(args=init_args, context=context)

@@ -19,8 +19,8 @@ from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 
-from .conversions import float64s
-from .msg import Decision
+from ebgan_mdn_ros.conversions import float64s
+from ebgan_mdn_ros.msg import Decision
 
 
 class EchoNode(Node):

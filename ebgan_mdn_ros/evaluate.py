@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import reranker, sampler
-from .checkpoint import Checkpoint, load_checkpoint
-from .config_base import from_dict
-from .metrics import curve_metrics, grid_metrics, ik_metrics, planning_metrics
-from .models import MixtureDensityNetwork
-from .tasks import PLANNING_STEPS, MultiRouteEnvironment, Task, get_task
-from .train_config import TrainConfig
+from ebgan_mdn_ros import reranker, sampler
+from ebgan_mdn_ros.checkpoint import Checkpoint, load_checkpoint
+from ebgan_mdn_ros.config_base import from_dict
+from ebgan_mdn_ros.metrics import curve_metrics, grid_metrics, ik_metrics, planning_metrics
+from ebgan_mdn_ros.models import MixtureDensityNetwork
+from ebgan_mdn_ros.tasks import PLANNING_STEPS, MultiRouteEnvironment, Task, get_task
+from ebgan_mdn_ros.train_config import TrainConfig
 
 RULES = ("raw", "lowest_energy", "mode_first", "importance")
 IBC_POPULATION = 1024       # derivative-free optimisation (IBC): samples per iteration
@@ -237,7 +237,7 @@ def evaluate_run(run_dir: str | Path, samples_per_condition: int | None = None, 
                "num_candidates": policy.num_candidates, "rules": results,
                "eval_seconds": time.perf_counter() - started}
     if plots:
-        from .plots import plot_run  # matplotlib only when plotting
+        from ebgan_mdn_ros.plots import plot_run  # matplotlib only when plotting
         metrics["plots"] = plot_run(run_dir, task, policy, material)
     if store:
         store_metrics(run_dir / "checkpoint.pt", {**ckpt.metrics, "evaluation": metrics})
@@ -252,7 +252,7 @@ def evaluate_demonstrations(policy: PolicySampler, config: TrainConfig, count: i
     action (coverage); mean_error: an average decision's distance to it (a multi-modal demonstration
     set makes this large even for a perfect policy).
     """
-    from .demos import load_demonstrations
+    from ebgan_mdn_ros.demos import load_demonstrations
     demos = load_demonstrations(config.data.path, config.data.condition_columns, config.data.action_columns)
     pick = np.linspace(0, len(demos.actions) - 1, min(max_conditions, len(demos.actions))).astype(int)
     results = {}

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .arm_dynamics import planar_inverse_kinematics
-from .routes import MAX_STEP as MAX_DISPLACEMENT
-from .routes import ROUTE_GOAL, ROUTE_MERGE, ROUTE_NAMES, ROUTE_VIA_POINTS
+from ebgan_mdn_ros.arm_dynamics import planar_inverse_kinematics
+from ebgan_mdn_ros.routes import MAX_STEP as MAX_DISPLACEMENT
+from ebgan_mdn_ros.routes import ROUTE_GOAL, ROUTE_MERGE, ROUTE_NAMES, ROUTE_VIA_POINTS
 
 LINK_LENGTHS = (3.0, 3.0)                       # m
 ELBOW_MODES = ("elbow_up", "elbow_down")        # elbow angle > 0, < 0: the names arm_dynamics.elbow_mode

@@ -22,12 +22,12 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from . import _onnx_wrappers as wrappers
-from .checkpoint import Checkpoint, load_checkpoint
-from .manifest import (MANIFEST_FILE, MANIFEST_FORMAT, EnergyCalibration, GraphSpec, Manifest, Normalization,
+from ebgan_mdn_ros import _onnx_wrappers as wrappers
+from ebgan_mdn_ros.checkpoint import Checkpoint, load_checkpoint
+from ebgan_mdn_ros.manifest import (MANIFEST_FILE, MANIFEST_FORMAT, EnergyCalibration, GraphSpec, Manifest, Normalization,
                        graph_io, json_safe, sha256_of, write_manifest)
-from .model_loader import load_model, session_options
-from .models import EnergyMLP, MixtureDensityNetwork
+from ebgan_mdn_ros.model_loader import load_model, session_options
+from ebgan_mdn_ros.models import EnergyMLP, MixtureDensityNetwork
 
 OPSET = 17
 GRAPH_FILES = {"generator": "generator.onnx", "energy": "energy.onnx", "decision": "decision.onnx"}
@@ -101,7 +101,7 @@ def training_conditions(source: str | Path | Checkpoint) -> tuple[np.ndarray | N
 
     Runs on user demonstrations return None: pass their conditions explicitly (`--calibration`).
     """
-    from . import tasks
+    from ebgan_mdn_ros import tasks
 
     ckpt = source if isinstance(source, Checkpoint) else load_checkpoint(source)
     data_path = ((ckpt.config or {}).get("data") or {}).get("path")
@@ -278,7 +278,7 @@ def calibrate_threshold(ckpt: Checkpoint, sessions: dict, conditions: np.ndarray
 
 
 def _two_session_energies(ckpt, sessions, condition, num_candidates, rng):
-    from .sampler import choose_components, draw_candidates, mixture_weights
+    from ebgan_mdn_ros.sampler import choose_components, draw_candidates, mixture_weights
     logits, means, scales = sessions["generator"].run(None, {"condition": condition})
     batch, a = len(condition), ckpt.spec.action_dim
     components = choose_components(mixture_weights(logits), rng.random(batch))

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config_base import ConfigError, from_dict, to_dict
+from ebgan_mdn_ros.config_base import ConfigError, from_dict, to_dict
 
 MANIFEST_FORMAT = "ebgan-mdn-model/1"
 MANIFEST_FILE = "manifest.json"

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from .config_base import ConfigError, from_dict, require
+from ebgan_mdn_ros.config_base import ConfigError, from_dict, require
 
 OUTPUT_MODES = ("forward_command", "joint_trajectory")
 EXECUTORS = ("events", "single_threaded")
@@ -135,7 +135,7 @@ class NodeConfig:
         return None if self.event_driven else 1.0 / self.control_rate_hz
 
     def runtime_config(self):
-        from .runtime import RuntimeConfig  # the runtime pulls in onnxruntime: only when a node starts
+        from ebgan_mdn_ros.runtime import RuntimeConfig  # the runtime pulls in onnxruntime: only when a node starts
         return RuntimeConfig(
             num_candidates=self.num_candidates, selection=self.selection,
             continuity_weight=self.continuity_weight, stickiness=self.stickiness,

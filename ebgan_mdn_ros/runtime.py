@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import reranker, sampler
-from .config_base import ConfigError, require
-from .manifest import Manifest, load_manifest
-from .model_loader import LoadedModel, ModelValidationError, load_model
+from ebgan_mdn_ros import reranker, sampler
+from ebgan_mdn_ros.config_base import ConfigError, require
+from ebgan_mdn_ros.manifest import Manifest, load_manifest
+from ebgan_mdn_ros.model_loader import LoadedModel, ModelValidationError, load_model
 
 __all__ = ["RuntimeConfig", "Decision", "PolicyRuntime", "ModelValidationError"]
 

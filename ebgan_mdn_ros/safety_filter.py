@@ -31,7 +31,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from .config_base import ConfigError, require
+from ebgan_mdn_ros.config_base import ConfigError, require
 
 NOTE_OK = ""
 NOTE_STALE = "stale_state"

@@ -12,8 +12,8 @@ from typing import Any, Mapping
 
 import yaml
 
-from .config_base import ConfigError, from_dict, merge_overrides, require
-from .objectives import GENERATOR_INCLUSIONS
+from ebgan_mdn_ros.config_base import ConfigError, from_dict, merge_overrides, require
+from ebgan_mdn_ros.objectives import GENERATOR_INCLUSIONS
 
 METHODS = ("ebgan-mdn", "rnce", "mdn", "bc", "cgan", "ebgan", "ibc")
 MDN_METHODS = ("ebgan-mdn", "rnce", "mdn")        # generator is a mixture density network

@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bag_dataset import BagDatasetError, ExtractionConfig, extract
+    from ebgan_mdn_ros.bag_dataset import BagDatasetError, ExtractionConfig, extract
 
     try:
         config = ExtractionConfig(

@@ -30,8 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..export import ExportError, export_model, training_conditions
-    from ..model_loader import ModelValidationError
+    from ebgan_mdn_ros.export import ExportError, export_model, training_conditions
+    from ebgan_mdn_ros.model_loader import ModelValidationError
 
     conditions, source = None, None
     if args.calibration:

@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..config_base import ConfigError
+from ebgan_mdn_ros.config_base import ConfigError
 
 HELP = "Train a policy on a benchmark task or a demonstrations file."
 CONFIG_DIRS = (Path.cwd() / "config" / "train", Path(__file__).resolve().parents[2] / "config" / "train")
@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train_config import load_train_config, parse_override
+    from ebgan_mdn_ros.train_config import load_train_config, parse_override
     try:
         overrides = {}
         for name in ("task", "method", "seed"):
@@ -59,11 +59,11 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError, OSError) as exc:
         print(f"ebgan-mdn train: error: {exc}", file=sys.stderr)
         return 2
-    from ..distributed import launched_by_torchrun
+    from ebgan_mdn_ros.distributed import launched_by_torchrun
     if launched_by_torchrun():  # one of several torchrun workers: DDP, rank 0 prints and saves
-        from ..distributed import train_distributed
+        from ebgan_mdn_ros.distributed import train_distributed
         return train_distributed(config, conditions, actions, spec, args.out, str(config_path or ""))
-    from ..trainer import train
+    from ebgan_mdn_ros.trainer import train
     print(f"training {config.method} on {config.task} (seed {config.seed}, config {config_path or 'built-in defaults'}, "
           f"{len(actions)} pairs)")
     checkpoint = train(config, conditions, actions, spec, args.out)
@@ -73,9 +73,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _training_data(config, action_kind: str):
     if config.data.path:
-        from ..demos import load_demonstrations
+        from ebgan_mdn_ros.demos import load_demonstrations
         demos = load_demonstrations(config.data.path, config.data.condition_columns, config.data.action_columns)
         return demos.conditions, demos.actions, demos.spec(action_kind)
-    from ..tasks import get_task
+    from ebgan_mdn_ros.tasks import get_task
     task = get_task(config.task)
     return task.conditions, task.actions, task.spec
