@@ -15,7 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ebgan_mdn_ros import reranker, sampler
+from ebgan_mdn_ros.runtime import reranker
+
+from ebgan_mdn_ros.runtime import sampler
 from ebgan_mdn_ros.checkpoint import Checkpoint, load_checkpoint
 from ebgan_mdn_ros.config_base import from_dict
 from ebgan_mdn_ros.metrics import curve_metrics, grid_metrics, ik_metrics, planning_metrics

@@ -24,9 +24,9 @@ import torch
 
 from ebgan_mdn_ros import _onnx_wrappers as wrappers
 from ebgan_mdn_ros.checkpoint import Checkpoint, load_checkpoint
-from ebgan_mdn_ros.manifest import (MANIFEST_FILE, MANIFEST_FORMAT, EnergyCalibration, GraphSpec, Manifest, Normalization,
+from ebgan_mdn_ros.runtime.manifest import (MANIFEST_FILE, MANIFEST_FORMAT, EnergyCalibration, GraphSpec, Manifest, Normalization,
                        graph_io, json_safe, sha256_of, write_manifest)
-from ebgan_mdn_ros.model_loader import load_model, session_options
+from ebgan_mdn_ros.runtime.model_loader import load_model, session_options
 from ebgan_mdn_ros.models import EnergyMLP, MixtureDensityNetwork
 
 OPSET = 17
@@ -278,7 +278,7 @@ def calibrate_threshold(ckpt: Checkpoint, sessions: dict, conditions: np.ndarray
 
 
 def _two_session_energies(ckpt, sessions, condition, num_candidates, rng):
-    from ebgan_mdn_ros.sampler import choose_components, draw_candidates, mixture_weights
+    from ebgan_mdn_ros.runtime.sampler import choose_components, draw_candidates, mixture_weights
     logits, means, scales = sessions["generator"].run(None, {"condition": condition})
     batch, a = len(condition), ckpt.spec.action_dim
     components = choose_components(mixture_weights(logits), rng.random(batch))

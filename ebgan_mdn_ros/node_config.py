@@ -39,7 +39,7 @@ class NodeConfig:
     control_rate_hz: float = 50.0           # Hz; 0 = event-driven (decide on every new joint state)
     trajectory_time_from_start_s: float = 0.1  # s, time_from_start of the one point sent in joint_trajectory mode
     executor: str = "events"                # events | single_threaded (see README: measured)
-    # policy runtime (ebgan_mdn_ros.runtime.RuntimeConfig)
+    # policy runtime (ebgan_mdn_ros.runtime.policy_runtime.RuntimeConfig)
     num_candidates: int = 256               # K candidate actions per decision
     selection: str = "mode_first"           # mode_first | lowest_energy | importance
     continuity_weight: float = 0.0          # 1/rad^2: weight of ||candidate - previous action||^2 in the score
@@ -54,7 +54,7 @@ class NodeConfig:
     inter_op_threads: int = 1
     swap_latency_budget_s: float = 0.0      # s: p99 probe latency a swapped-in model must meet; 0 = the
                                             # control period (no check when event-driven)
-    # safety (ebgan_mdn_ros.safety_filter.SafetyConfig)
+    # safety (ebgan_mdn_ros.control.safety_filter.SafetyConfig)
     state_timeout_s: float = 0.5            # s; an older joint state holds the arm
     state_queue_depth: int = 1              # joint states held for the node (best effort). 1 = always the
                                             # freshest. Event-driven at a high rate, N > 1 answers every
@@ -135,7 +135,7 @@ class NodeConfig:
         return None if self.event_driven else 1.0 / self.control_rate_hz
 
     def runtime_config(self):
-        from ebgan_mdn_ros.runtime import RuntimeConfig  # the runtime pulls in onnxruntime: only when a node starts
+        from ebgan_mdn_ros.runtime.policy_runtime import RuntimeConfig  # the runtime pulls in onnxruntime: only when a node starts
         return RuntimeConfig(
             num_candidates=self.num_candidates, selection=self.selection,
             continuity_weight=self.continuity_weight, stickiness=self.stickiness,

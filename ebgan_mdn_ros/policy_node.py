@@ -41,13 +41,13 @@ from trajectory_msgs.msg import JointTrajectory
 
 from ebgan_mdn_ros import conversions
 from ebgan_mdn_ros.config_base import ConfigError
-from ebgan_mdn_ros.latency_stats import LatencyStats, RateMeter
-from ebgan_mdn_ros.model_swap import ModelRejected, ModelSwapper, SwapEvent, make_runtime_validator
+from ebgan_mdn_ros.control.latency_stats import LatencyStats, RateMeter
+from ebgan_mdn_ros.control.model_swap import ModelRejected, ModelSwapper, SwapEvent, make_runtime_validator
 from ebgan_mdn_ros.msg import Candidates, Decision
 from ebgan_mdn_ros.node_config import (
     NodeConfig, config_from_parameters, package_share_directories, parameter_values, resolve_model_directory)
-from ebgan_mdn_ros.safety_filter import SafetyConfig, SafetyFilter
-from ebgan_mdn_ros.state_assembly import Rejected, StateAssembler
+from ebgan_mdn_ros.control.safety_filter import SafetyConfig, SafetyFilter
+from ebgan_mdn_ros.control.state_assembly import Rejected, StateAssembler
 
 NODE_NAME = "policy_node"
 # Parameters that may change while running; the rest need a restart (they shape sessions and topics).
@@ -142,7 +142,7 @@ class PolicyNode(Node):
         return config
 
     def _load_runtime(self, model_dir: str):
-        from ebgan_mdn_ros.runtime import PolicyRuntime  # onnxruntime is loaded with the first model
+        from ebgan_mdn_ros.runtime.policy_runtime import PolicyRuntime  # onnxruntime is loaded with the first model
         return PolicyRuntime(model_dir, self.config.runtime_config())
 
     def _validate_runtime(self, runtime) -> None:

@@ -37,7 +37,7 @@ from sensor_msgs.msg import JointState  # noqa: E402
 from std_msgs.msg import Float64MultiArray  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
-from ebgan_mdn_ros.manifest import sha256_of  # noqa: E402
+from ebgan_mdn_ros.runtime.manifest import sha256_of  # noqa: E402
 from ebgan_mdn_ros.msg import Decision, ModelInfo  # noqa: E402
 
 pytestmark = pytest.mark.ros

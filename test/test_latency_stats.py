@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from ebgan_mdn_ros.latency_stats import LatencyStats, RateMeter
+from ebgan_mdn_ros.control.latency_stats import LatencyStats, RateMeter
 
 
 def test_percentiles_of_a_known_window():

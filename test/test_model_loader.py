@@ -8,9 +8,9 @@ import pytest
 from onnx import numpy_helper
 
 from ebgan_mdn_ros.cli import main as cli_main
-from ebgan_mdn_ros.manifest import sha256_of
-from ebgan_mdn_ros.model_loader import ModelValidationError, load_model, require_compatible
-from ebgan_mdn_ros.runtime import PolicyRuntime
+from ebgan_mdn_ros.runtime.manifest import sha256_of
+from ebgan_mdn_ros.runtime.model_loader import ModelValidationError, load_model, require_compatible
+from ebgan_mdn_ros.runtime.policy_runtime import PolicyRuntime
 from model_factory import build_model_dir
 
 

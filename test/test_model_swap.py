@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from ebgan_mdn_ros.model_swap import ModelRejected, ModelSwapper, make_runtime_validator
+from ebgan_mdn_ros.control.model_swap import ModelRejected, ModelSwapper, make_runtime_validator
 
 
 class FakeRuntime:

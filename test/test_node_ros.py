@@ -23,10 +23,10 @@ from rclpy.qos import DurabilityPolicy, QoSProfile  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 from std_msgs.msg import Float64MultiArray, String  # noqa: E402
 
-from ebgan_mdn_ros.model_swap import ModelRejected, make_runtime_validator  # noqa: E402
+from ebgan_mdn_ros.control.model_swap import ModelRejected, make_runtime_validator  # noqa: E402
 from ebgan_mdn_ros.msg import Candidates, Decision, ModelInfo  # noqa: E402
 from ebgan_mdn_ros.policy_node import PolicyNode, make_executor  # noqa: E402
-from ebgan_mdn_ros.runtime import PolicyRuntime  # noqa: E402
+from ebgan_mdn_ros.runtime.policy_runtime import PolicyRuntime  # noqa: E402
 from ebgan_mdn_ros.sim_arm import GoalSourceNode, SimArmNode  # noqa: E402
 
 pytestmark = pytest.mark.ros

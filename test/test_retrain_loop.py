@@ -30,7 +30,7 @@ from std_srvs.srv import Trigger  # noqa: E402
 
 from ebgan_mdn_ros import record_demos  # noqa: E402
 from ebgan_mdn_ros.cli import main as ebgan_mdn  # noqa: E402
-from ebgan_mdn_ros.manifest import load_manifest  # noqa: E402
+from ebgan_mdn_ros.runtime.manifest import load_manifest  # noqa: E402
 from ebgan_mdn_ros.msg import Decision, ModelInfo  # noqa: E402
 from ebgan_mdn_ros.policy_node import make_executor  # noqa: E402
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from ebgan_mdn_ros.config_base import ConfigError, from_dict
-from ebgan_mdn_ros.safety_filter import SafetyConfig, SafetyFilter, limits_from_urdf
+from ebgan_mdn_ros.control.safety_filter import SafetyConfig, SafetyFilter, limits_from_urdf
 
 JOINTS = ("shoulder", "elbow")
 

@@ -2,7 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from ebgan_mdn_ros import reranker, sampler
+from ebgan_mdn_ros.runtime import reranker
+
+from ebgan_mdn_ros.runtime import sampler
 from ebgan_mdn_ros.mixture import mixture_log_prob
 
 

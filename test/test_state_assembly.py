@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from ebgan_mdn_ros.state_assembly import JointReading, Rejected, StateAssembler, parse_condition_names
+from ebgan_mdn_ros.control.state_assembly import JointReading, Rejected, StateAssembler, parse_condition_names
 
 JOINTS = ("shoulder", "elbow")
 

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ebgan_mdn_ros.export import ExportError, export_model, training_conditions
-    from ebgan_mdn_ros.model_loader import ModelValidationError
+    from ebgan_mdn_ros.runtime.model_loader import ModelValidationError
 
     conditions, source = None, None
     if args.calibration:

@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ebgan_mdn_ros.model_loader import ModelValidationError, load_model
+    from ebgan_mdn_ros.runtime.model_loader import ModelValidationError, load_model
 
     try:
         model = load_model(args.model_dir, providers=args.providers, probe=True)

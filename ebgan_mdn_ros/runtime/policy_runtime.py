@@ -24,10 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ebgan_mdn_ros import reranker, sampler
+from ebgan_mdn_ros.runtime import reranker
+
+from ebgan_mdn_ros.runtime import sampler
 from ebgan_mdn_ros.config_base import ConfigError, require
-from ebgan_mdn_ros.manifest import Manifest, load_manifest
-from ebgan_mdn_ros.model_loader import LoadedModel, ModelValidationError, load_model
+from ebgan_mdn_ros.runtime.manifest import Manifest, load_manifest
+from ebgan_mdn_ros.runtime.model_loader import LoadedModel, ModelValidationError, load_model
 
 __all__ = ["RuntimeConfig", "Decision", "PolicyRuntime", "ModelValidationError"]
 

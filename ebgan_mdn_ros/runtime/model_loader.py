@@ -14,7 +14,7 @@ from typing import Iterable, Mapping
 import numpy as np
 import onnxruntime as ort
 
-from ebgan_mdn_ros.manifest import GraphSpec, Manifest, ManifestError, TensorSpec, load_manifest, sha256_of
+from ebgan_mdn_ros.runtime.manifest import GraphSpec, Manifest, ManifestError, TensorSpec, load_manifest, sha256_of
 
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(int64)": "int64"}
 DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
