@@ -51,7 +51,7 @@ def run_one(task: str, method: str, seed: int, rollouts: int) -> dict:
     """Train and evaluate one (task, method, seed); reuse a finished run."""
     import torch
     from ebgan_mdn_ros.evaluate import evaluate_run
-    from ebgan_mdn_ros.tasks import get_task
+    from ebgan_mdn_ros.tasks.catalog import get_task
     from ebgan_mdn_ros.train_config import load_train_config
     from ebgan_mdn_ros.trainer import train
 
@@ -79,7 +79,7 @@ TIMED = (("hyperbola", "ebgan-mdn"), ("hyperbola", "rnce"), ("ik", "ebgan-mdn"),
 
 
 def lone_train_seconds(task: str, method: str) -> float:
-    from ebgan_mdn_ros.tasks import get_task
+    from ebgan_mdn_ros.tasks.catalog import get_task
     from ebgan_mdn_ros.train_config import load_train_config
     from ebgan_mdn_ros.trainer import train
     config = load_train_config(default_config_path(task, method), {"task": task, "method": method, "progress": False})

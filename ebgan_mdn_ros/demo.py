@@ -26,7 +26,7 @@ import numpy as np
 
 from ebgan_mdn_ros.launch_plan import plan, process_command
 from ebgan_mdn_ros.node_config import load_parameter_file, package_share_directories, resolve_model_directory
-from ebgan_mdn_ros.routes import ROUTE_NAMES, ROUTE_VIA_POINTS, nearest_routes
+from ebgan_mdn_ros.tasks.routes import ROUTE_NAMES, ROUTE_VIA_POINTS, nearest_routes
 
 DEFAULT_MODEL = "models/ik_2link"
 DEFAULT_CONFIG = "config/sim_ik.yaml"
@@ -226,7 +226,7 @@ def plot(observer, result: dict, path: Path) -> None:
 
 
 def _plot_arm(axes, observer, matplotlib) -> None:
-    from ebgan_mdn_ros.arm_dynamics import planar_forward_kinematics
+    from ebgan_mdn_ros.sim.arm_dynamics import planar_forward_kinematics
     joints = [q for _, q in observer.positions if len(q) >= 2]
     tips = np.array([planar_forward_kinematics(q) for q in joints]).reshape(-1, 2)
     up = np.array([q[1] > 0 for q in joints], dtype=bool)

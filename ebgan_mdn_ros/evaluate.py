@@ -22,7 +22,7 @@ from ebgan_mdn_ros.checkpoint import Checkpoint, load_checkpoint
 from ebgan_mdn_ros.config_base import from_dict
 from ebgan_mdn_ros.metrics import curve_metrics, grid_metrics, ik_metrics, planning_metrics
 from ebgan_mdn_ros.models import MixtureDensityNetwork
-from ebgan_mdn_ros.tasks import PLANNING_STEPS, MultiRouteEnvironment, Task, get_task
+from ebgan_mdn_ros.tasks.catalog import PLANNING_STEPS, MultiRouteEnvironment, Task, get_task
 from ebgan_mdn_ros.train_config import TrainConfig
 
 RULES = ("raw", "lowest_energy", "mode_first", "importance")
@@ -254,7 +254,7 @@ def evaluate_demonstrations(policy: PolicySampler, config: TrainConfig, count: i
     action (coverage); mean_error: an average decision's distance to it (a multi-modal demonstration
     set makes this large even for a perfect policy).
     """
-    from ebgan_mdn_ros.demos import load_demonstrations
+    from ebgan_mdn_ros.data.demonstrations import load_demonstrations
     demos = load_demonstrations(config.data.path, config.data.condition_columns, config.data.action_columns)
     pick = np.linspace(0, len(demos.actions) - 1, min(max_conditions, len(demos.actions))).astype(int)
     results = {}

@@ -101,7 +101,7 @@ def training_conditions(source: str | Path | Checkpoint) -> tuple[np.ndarray | N
 
     Runs on user demonstrations return None: pass their conditions explicitly (`--calibration`).
     """
-    from ebgan_mdn_ros import tasks
+    from ebgan_mdn_ros.tasks import catalog as tasks
 
     ckpt = source if isinstance(source, Checkpoint) else load_checkpoint(source)
     data_path = ((ckpt.config or {}).get("data") or {}).get("path")

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import wasserstein_distance
 
-from ebgan_mdn_ros.routes import ROUTE_NAMES
-from ebgan_mdn_ros.tasks import forward_kinematics
+from ebgan_mdn_ros.tasks.routes import ROUTE_NAMES
+from ebgan_mdn_ros.tasks.catalog import forward_kinematics
 
 
 def _distances_to_modes(samples: np.ndarray, modes: np.ndarray) -> np.ndarray:

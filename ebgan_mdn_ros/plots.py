@@ -10,8 +10,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from ebgan_mdn_ros.routes import ARENA, GOAL_BOX, ROUTE_NAMES  # noqa: E402
-from ebgan_mdn_ros.tasks import IK_LINK_LENGTH, Task, forward_kinematics  # noqa: E402
+from ebgan_mdn_ros.tasks.routes import ARENA, GOAL_BOX, ROUTE_NAMES  # noqa: E402
+from ebgan_mdn_ros.tasks.catalog import IK_LINK_LENGTH, Task, forward_kinematics  # noqa: E402
 
 ROUTE_COLOURS = ("tab:blue", "tab:orange", "tab:green")
 

@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ebgan_mdn_ros.expert import IKExpert, RouteExpert
-from ebgan_mdn_ros.recorder import BagWriter, RecorderError
+from ebgan_mdn_ros.tasks.expert import IKExpert, RouteExpert
+from ebgan_mdn_ros.data.bag_writer import BagWriter, RecorderError
 
 TASK_ALIASES = {"ik": "ik_2link", "ik_2link": "ik_2link", "multiroute": "multiroute", "planning": "multiroute"}
 JOINT_STATES, GOAL, GOAL_EVENTS = "/joint_states", "/goal", "/goal_events"
@@ -78,7 +78,7 @@ def topics_of(task: str, controller: str) -> list[tuple[str, str]]:
 
 def arm_preset(task: str) -> dict:
     try:  # the presets belong with the pure dynamics; sim_arm (rclpy) held them first
-        from ebgan_mdn_ros.arm_dynamics import ARM_PRESETS  # type: ignore[attr-defined]
+        from ebgan_mdn_ros.sim.arm_dynamics import ARM_PRESETS  # type: ignore[attr-defined]
     except ImportError:
         from ebgan_mdn_ros.sim_arm import ARM_PRESETS
     return dict(ARM_PRESETS[task])
@@ -105,7 +105,7 @@ def record_inprocess(task: str, goals: int, out: Path, seed: int = 0, rate_hz: f
     the current goal every 0.1 s; the IK expert answers each new goal. Each reaction is stamped
     1 us after its cause.
     """
-    from ebgan_mdn_ros.arm_dynamics import ArmConfig, FirstOrderArm, GoalSchedule, TaskConfig
+    from ebgan_mdn_ros.sim.arm_dynamics import ArmConfig, FirstOrderArm, GoalSchedule, TaskConfig
 
     wall_start = time.monotonic()
     rng = np.random.default_rng(seed)

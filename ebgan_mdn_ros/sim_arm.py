@@ -25,7 +25,7 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from ebgan_mdn_ros import conversions
-from ebgan_mdn_ros.arm_dynamics import ArmConfig, FirstOrderArm, GoalSchedule, TaskConfig, TrajectoryTarget
+from ebgan_mdn_ros.sim.arm_dynamics import ArmConfig, FirstOrderArm, GoalSchedule, TaskConfig, TrajectoryTarget
 from ebgan_mdn_ros.policy_node import make_executor, spin
 
 # Joints, limits and start pose of the arm each task runs on.

@@ -129,7 +129,7 @@ class InferenceConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """User demonstrations instead of a benchmark task (ebgan_mdn_ros.demos)."""
+    """User demonstrations instead of a benchmark task (ebgan_mdn_ros.data.demonstrations)."""
     path: str = ""
     condition_columns: tuple[str, ...] = ()
     action_columns: tuple[str, ...] = ()

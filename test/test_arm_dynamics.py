@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from ebgan_mdn_ros.arm_dynamics import (
+from ebgan_mdn_ros.sim.arm_dynamics import (
     ArmConfig, FirstOrderArm, GoalSchedule, TaskConfig, TrajectoryTarget, elbow_mode, planar_forward_kinematics,
     planar_inverse_kinematics)
 

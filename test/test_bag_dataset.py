@@ -3,7 +3,7 @@
 Messages are CDR-serialised from the real .msg definitions shipped in the ROS wheels, concatenated
 into one schema per type the way rosbag2 stores them, so the reader sees what `ros2 bag record`
 would have written. Times below are seconds after BASE_NS; every expected value is worked out by
-hand from the alignment rule in ebgan_mdn_ros/bag_dataset.py.
+hand from the alignment rule in ebgan_mdn_ros/data/bag_dataset.py.
 """
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import yaml
 from mcap_ros2.writer import Writer
 
 from ebgan_mdn_ros import cli
-from ebgan_mdn_ros.bag_dataset import BagDatasetError, ExtractionConfig, extract
-from ebgan_mdn_ros.recorder import DEFINITION_DELIMITER, message_definition
+from ebgan_mdn_ros.data.bag_dataset import BagDatasetError, ExtractionConfig, extract
+from ebgan_mdn_ros.data.bag_writer import DEFINITION_DELIMITER, message_definition
 
 BASE_NS = 1_700_000_000 * 10**9
 JOINT_STATE = "sensor_msgs/msg/JointState"
@@ -217,7 +217,7 @@ def test_cli_writes_the_npz_the_trainer_reads(tmp_path, capsys):
         np.testing.assert_array_equal(data["episode_ids"], [0, 0, 1])
         assert str(data["action_kind"]) == "absolute"
     # The trainer's loader reads what the dataset command wrote.
-    from ebgan_mdn_ros.demos import load_demonstrations
+    from ebgan_mdn_ros.data.demonstrations import load_demonstrations
     loaded = load_demonstrations(out)
     np.testing.assert_allclose(loaded.conditions, [[1.0, 2.0], [1.0, 2.0], [3.0, -1.0]], rtol=1e-6)
     assert tuple(loaded.action_names) == ("shoulder", "elbow")

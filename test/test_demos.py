@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from ebgan_mdn_ros.demos import load_demonstrations
+from ebgan_mdn_ros.data.demonstrations import load_demonstrations
 
 
 def _write_csv(path, text):

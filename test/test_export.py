@@ -13,7 +13,7 @@ from ebgan_mdn_ros.checkpoint import save_checkpoint
 from ebgan_mdn_ros.cli import main as cli_main
 from ebgan_mdn_ros.export import ExportError, export_model, training_conditions
 from ebgan_mdn_ros.runtime.manifest import MANIFEST_FORMAT, load_manifest, sha256_of
-from ebgan_mdn_ros.tasks import get_task
+from ebgan_mdn_ros.tasks.catalog import get_task
 from model_factory import export_checkpoint, random_checkpoint
 
 CONDITIONS = ("joint_1.position", "joint_2.position", "goal.0")

@@ -16,13 +16,13 @@ import pytest
 import yaml
 
 from ebgan_mdn_ros import cli
-from ebgan_mdn_ros.bag_dataset import ExtractionConfig, extract
-from ebgan_mdn_ros.bag_reader import read_topics
-from ebgan_mdn_ros.arm_dynamics import planar_forward_kinematics as forward_kinematics
-from ebgan_mdn_ros.expert import ELBOW_MODES, IKExpert, RouteExpert, inverse_kinematics
+from ebgan_mdn_ros.data.bag_dataset import ExtractionConfig, extract
+from ebgan_mdn_ros.data.bag_reader import read_topics
+from ebgan_mdn_ros.sim.arm_dynamics import planar_forward_kinematics as forward_kinematics
+from ebgan_mdn_ros.tasks.expert import ELBOW_MODES, IKExpert, RouteExpert, inverse_kinematics
 from ebgan_mdn_ros.record_demos import RESET, record_inprocess
-from ebgan_mdn_ros.recorder import BagWriter, RecorderError, message_definition
-from ebgan_mdn_ros.routes import ROUTE_GOAL, ROUTE_VIA_POINTS
+from ebgan_mdn_ros.data.bag_writer import BagWriter, RecorderError, message_definition
+from ebgan_mdn_ros.tasks.routes import ROUTE_GOAL, ROUTE_VIA_POINTS
 
 COMMANDS = "/forward_position_controller/commands"
 REPO = Path(__file__).resolve().parents[1]

@@ -3,8 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from ebgan_mdn_ros.routes import ARENA
-from ebgan_mdn_ros.tasks import (CURVE_NOISE, GRID_CENTRES, MultiRouteEnvironment, forward_kinematics,
+from ebgan_mdn_ros.tasks.routes import ARENA
+from ebgan_mdn_ros.tasks.catalog import (CURVE_NOISE, GRID_CENTRES, MultiRouteEnvironment, forward_kinematics,
                                  get_task, inverse_kinematics, task_names)
 
 

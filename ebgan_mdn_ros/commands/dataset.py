@@ -1,6 +1,6 @@
 """`ebgan-mdn dataset BAG... --out demos.npz`: rosbag2 MCAP recordings -> (condition, action) pairs.
 
-The alignment rule (which messages make one pair) is in ebgan_mdn_ros/bag_dataset.py and
+The alignment rule (which messages make one pair) is in ebgan_mdn_ros/data/bag_dataset.py and
 docs/demonstrations.md. The .npz holds conditions, actions, condition_names, action_names (what
 `ebgan-mdn train --demos` reads) plus episode_ids, times, action_kind and the source bags.
 """
@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ebgan_mdn_ros.bag_dataset import BagDatasetError, ExtractionConfig, extract
+    from ebgan_mdn_ros.data.bag_dataset import BagDatasetError, ExtractionConfig, extract
 
     try:
         config = ExtractionConfig(

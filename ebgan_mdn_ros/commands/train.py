@@ -73,9 +73,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _training_data(config, action_kind: str):
     if config.data.path:
-        from ebgan_mdn_ros.demos import load_demonstrations
+        from ebgan_mdn_ros.data.demonstrations import load_demonstrations
         demos = load_demonstrations(config.data.path, config.data.condition_columns, config.data.action_columns)
         return demos.conditions, demos.actions, demos.spec(action_kind)
-    from ebgan_mdn_ros.tasks import get_task
+    from ebgan_mdn_ros.tasks.catalog import get_task
     task = get_task(config.task)
     return task.conditions, task.actions, task.spec

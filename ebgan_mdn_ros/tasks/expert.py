@@ -11,16 +11,16 @@ trained on their recordings has to keep every mode.
   an answer to the next one, which an answer to a republished old goal could (docs/demonstrations.md).
 - RouteExpert (task multiroute): per episode one of three routes at random, via (10, 0), (5, 5)
   or (0, 10), then (10, 10), then the goal (20, 20) (method.md section 6; the geometry is
-  ebgan_mdn_ros/routes.py). Each decision is a displacement of at most step_length towards the
+  ebgan_mdn_ros/tasks/routes.py). Each decision is a displacement of at most step_length towards the
   next waypoint, optionally with Gaussian noise, clipped to the action box +-2.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ebgan_mdn_ros.arm_dynamics import planar_inverse_kinematics
-from ebgan_mdn_ros.routes import MAX_STEP as MAX_DISPLACEMENT
-from ebgan_mdn_ros.routes import ROUTE_GOAL, ROUTE_MERGE, ROUTE_NAMES, ROUTE_VIA_POINTS
+from ebgan_mdn_ros.sim.arm_dynamics import planar_inverse_kinematics
+from ebgan_mdn_ros.tasks.routes import MAX_STEP as MAX_DISPLACEMENT
+from ebgan_mdn_ros.tasks.routes import ROUTE_GOAL, ROUTE_MERGE, ROUTE_NAMES, ROUTE_VIA_POINTS
 
 LINK_LENGTHS = (3.0, 3.0)                       # m
 ELBOW_MODES = ("elbow_up", "elbow_down")        # elbow angle > 0, < 0: the names arm_dynamics.elbow_mode

@@ -34,7 +34,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ebgan_mdn_ros.bag_reader import (ARRAY_TYPE, JOINT_STATE_TYPE, BagDatasetError, JointStates, TopicStream, arrays_from,
+from ebgan_mdn_ros.data.bag_reader import (ARRAY_TYPE, JOINT_STATE_TYPE, BagDatasetError, JointStates, TopicStream, arrays_from,
                          joint_states_from, qualified, read_topics)
 
 CONDITION_PARTS = ("goal", "position", "velocity")
