@@ -38,10 +38,10 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from ebgan_mdn_ros.checkpoint import Checkpoint, PolicySpec  # noqa: E402
-from ebgan_mdn_ros.export import export_model  # noqa: E402
+from ebgan_mdn_ros.training.checkpoint import Checkpoint, PolicySpec  # noqa: E402
+from ebgan_mdn_ros.export.exporter import export_model  # noqa: E402
 from ebgan_mdn_ros.runtime.model_loader import session_options  # noqa: E402
-from ebgan_mdn_ros.models import EnergyMLP, MixtureDensityNetwork, Normalizer, mlp  # noqa: E402
+from ebgan_mdn_ros.training.networks import EnergyMLP, MixtureDensityNetwork, Normalizer, mlp  # noqa: E402
 from ebgan_mdn_ros.runtime.policy_runtime import PolicyRuntime, RuntimeConfig  # noqa: E402
 
 CONDITION, ACTION, COMPONENTS = 14, 7, 8

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ebgan_mdn_ros.commands.train import default_config_path  # noqa: E402
-from ebgan_mdn_ros.train_config import METHODS  # noqa: E402
+from ebgan_mdn_ros.training.config import METHODS  # noqa: E402
 
 TASKS = ("hyperbola", "lines", "circle", "parabola", "ik", "multiroute", "grid")
 RULES = ("raw", "lowest_energy", "mode_first", "importance")
@@ -50,10 +50,10 @@ KIND = {"hyperbola": "curve", "lines": "curve", "circle": "curve", "parabola": "
 def run_one(task: str, method: str, seed: int, rollouts: int) -> dict:
     """Train and evaluate one (task, method, seed); reuse a finished run."""
     import torch
-    from ebgan_mdn_ros.evaluate import evaluate_run
+    from ebgan_mdn_ros.evaluation.evaluate import evaluate_run
     from ebgan_mdn_ros.tasks.catalog import get_task
-    from ebgan_mdn_ros.train_config import load_train_config
-    from ebgan_mdn_ros.trainer import train
+    from ebgan_mdn_ros.training.config import load_train_config
+    from ebgan_mdn_ros.training.trainer import train
 
     out = RUNS / task / method / f"s{seed}"
     checkpoint = out / "checkpoint.pt"
@@ -68,7 +68,7 @@ def run_one(task: str, method: str, seed: int, rollouts: int) -> dict:
     metrics = evaluate_run(out, rollouts=rollouts, seed=seed, store=False)
     metrics.update(train_seconds=ckpt.train_seconds, config_file=str(config_path.relative_to(ROOT)),
                    rollouts_requested=rollouts)
-    from ebgan_mdn_ros.evaluate import store_metrics
+    from ebgan_mdn_ros.evaluation.evaluate import store_metrics
     store_metrics(checkpoint, {**ckpt.metrics, "evaluation": metrics})
     print(f"{task:10s} {method:9s} s{seed}: train {ckpt.train_seconds:6.1f} s, "
           f"eval {metrics['eval_seconds']:5.1f} s", flush=True)
@@ -80,8 +80,8 @@ TIMED = (("hyperbola", "ebgan-mdn"), ("hyperbola", "rnce"), ("ik", "ebgan-mdn"),
 
 def lone_train_seconds(task: str, method: str) -> float:
     from ebgan_mdn_ros.tasks.catalog import get_task
-    from ebgan_mdn_ros.train_config import load_train_config
-    from ebgan_mdn_ros.trainer import train
+    from ebgan_mdn_ros.training.config import load_train_config
+    from ebgan_mdn_ros.training.trainer import train
     config = load_train_config(default_config_path(task, method), {"task": task, "method": method, "progress": False})
     definition = get_task(task)
     seconds = train(config, definition.conditions, definition.actions, definition.spec).train_seconds

@@ -29,9 +29,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ebgan_mdn_ros.checkpoint import Checkpoint, PolicySpec
-from ebgan_mdn_ros.export import export_model
-from ebgan_mdn_ros.models import EnergyMLP, MixtureDensityNetwork, Normalizer
+from ebgan_mdn_ros.training.checkpoint import Checkpoint, PolicySpec
+from ebgan_mdn_ros.export.exporter import export_model
+from ebgan_mdn_ros.training.networks import EnergyMLP, MixtureDensityNetwork, Normalizer
 
 
 def random_checkpoint(condition_names: Sequence[str] = ("goal.0",), action_names: Sequence[str] = ("joint_1",), *,

@@ -12,7 +12,7 @@ import onnx
 import pytest
 from onnx import TensorProto, shape_inference
 
-from ebgan_mdn_ros.export import OPSET
+from ebgan_mdn_ros.export.exporter import OPSET
 from model_factory import export_checkpoint, random_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]

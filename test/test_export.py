@@ -6,12 +6,12 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from ebgan_mdn_ros import _onnx_wrappers
+from ebgan_mdn_ros.export import onnx_graphs as _onnx_wrappers
 
 from ebgan_mdn_ros.runtime import sampler
-from ebgan_mdn_ros.checkpoint import save_checkpoint
+from ebgan_mdn_ros.training.checkpoint import save_checkpoint
 from ebgan_mdn_ros.cli import main as cli_main
-from ebgan_mdn_ros.export import ExportError, export_model, training_conditions
+from ebgan_mdn_ros.export.exporter import ExportError, export_model, training_conditions
 from ebgan_mdn_ros.runtime.manifest import MANIFEST_FORMAT, load_manifest, sha256_of
 from ebgan_mdn_ros.tasks.catalog import get_task
 from model_factory import export_checkpoint, random_checkpoint

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from ebgan_mdn_ros import metrics
+from ebgan_mdn_ros.evaluation import metrics
 from ebgan_mdn_ros.tasks.catalog import inverse_kinematics
 
 MODES = np.array([[[1.0], [-1.0]], [[0.1], [-0.1]]])  # two conditions, two 1-D modes each

@@ -3,9 +3,9 @@ import math
 import pytest
 import torch
 
-from ebgan_mdn_ros.checkpoint import Checkpoint, PolicySpec, load_checkpoint, save_checkpoint
-from ebgan_mdn_ros.mixture import mixture_log_prob, sample_mixture
-from ebgan_mdn_ros.models import EnergyMLP, MixtureDensityNetwork, Normalizer
+from ebgan_mdn_ros.training.checkpoint import Checkpoint, PolicySpec, load_checkpoint, save_checkpoint
+from ebgan_mdn_ros.training.mixture import mixture_log_prob, sample_mixture
+from ebgan_mdn_ros.training.networks import EnergyMLP, MixtureDensityNetwork, Normalizer
 
 
 def test_mixture_log_prob_matches_direct_gaussian_sum():

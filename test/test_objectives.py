@@ -3,9 +3,9 @@ import math
 import pytest
 import torch
 
-from ebgan_mdn_ros import objectives as obj
-from ebgan_mdn_ros.mixture import mixture_log_prob, sample_mixture
-from ebgan_mdn_ros.models import EnergyMLP, MixtureDensityNetwork
+from ebgan_mdn_ros.training import objectives as obj
+from ebgan_mdn_ros.training.mixture import mixture_log_prob, sample_mixture
+from ebgan_mdn_ros.training.networks import EnergyMLP, MixtureDensityNetwork
 
 
 def test_infonce_matches_hand_computed_cross_entropy():

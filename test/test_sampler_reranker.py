@@ -5,7 +5,7 @@ import torch
 from ebgan_mdn_ros.runtime import reranker
 
 from ebgan_mdn_ros.runtime import sampler
-from ebgan_mdn_ros.mixture import mixture_log_prob
+from ebgan_mdn_ros.training.mixture import mixture_log_prob
 
 
 def test_mixture_weights_softmax_and_stable():

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from ebgan_mdn_ros.checkpoint import load_checkpoint
+from ebgan_mdn_ros.training.checkpoint import load_checkpoint
 from ebgan_mdn_ros.cli import main
-from ebgan_mdn_ros.distributed import _parameter_digest, launched_by_torchrun, shard_batches
+from ebgan_mdn_ros.training.distributed import _parameter_digest, launched_by_torchrun, shard_batches
 
 ROOT = Path(__file__).resolve().parent.parent
 RANK_LINE = re.compile(r"^rank (\d+)/2: (\d+) steps on (\d+) pairs, (\d+) gradient all-reduces, "

@@ -2,13 +2,13 @@ import numpy as np
 import pytest
 import torch
 
-from ebgan_mdn_ros.checkpoint import load_checkpoint
+from ebgan_mdn_ros.training.checkpoint import load_checkpoint
 from ebgan_mdn_ros.config_base import ConfigError
-from ebgan_mdn_ros.evaluate import PolicySampler
-from ebgan_mdn_ros.metrics import mode_metrics
+from ebgan_mdn_ros.evaluation.evaluate import PolicySampler
+from ebgan_mdn_ros.evaluation.metrics import mode_metrics
 from ebgan_mdn_ros.tasks.catalog import get_task
-from ebgan_mdn_ros.train_config import METHODS, load_train_config, parse_override
-from ebgan_mdn_ros.trainer import TrainingData, build_networks, build_optimizers, train, train_loop
+from ebgan_mdn_ros.training.config import METHODS, load_train_config, parse_override
+from ebgan_mdn_ros.training.trainer import TrainingData, build_networks, build_optimizers, train, train_loop
 
 HYPERBOLA = get_task("hyperbola")
 

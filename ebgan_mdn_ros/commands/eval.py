@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ebgan_mdn_ros.evaluate import RULES, evaluate_run
+    from ebgan_mdn_ros.evaluation.evaluate import RULES, evaluate_run
     rules = tuple(args.rules or RULES)
     unknown = [rule for rule in rules if rule not in RULES]
     if unknown:

@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ebgan_mdn_ros.export import ExportError, export_model, training_conditions
+    from ebgan_mdn_ros.export.exporter import ExportError, export_model, training_conditions
     from ebgan_mdn_ros.runtime.model_loader import ModelValidationError
 
     conditions, source = None, None

@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ebgan_mdn_ros.train_config import load_train_config, parse_override
+    from ebgan_mdn_ros.training.config import load_train_config, parse_override
     try:
         overrides = {}
         for name in ("task", "method", "seed"):
@@ -59,11 +59,11 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError, OSError) as exc:
         print(f"ebgan-mdn train: error: {exc}", file=sys.stderr)
         return 2
-    from ebgan_mdn_ros.distributed import launched_by_torchrun
+    from ebgan_mdn_ros.training.distributed import launched_by_torchrun
     if launched_by_torchrun():  # one of several torchrun workers: DDP, rank 0 prints and saves
-        from ebgan_mdn_ros.distributed import train_distributed
+        from ebgan_mdn_ros.training.distributed import train_distributed
         return train_distributed(config, conditions, actions, spec, args.out, str(config_path or ""))
-    from ebgan_mdn_ros.trainer import train
+    from ebgan_mdn_ros.training.trainer import train
     print(f"training {config.method} on {config.task} (seed {config.seed}, config {config_path or 'built-in defaults'}, "
           f"{len(actions)} pairs)")
     checkpoint = train(config, conditions, actions, spec, args.out)

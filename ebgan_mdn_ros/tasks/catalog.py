@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 
 from ebgan_mdn_ros.sim.arm_dynamics import planar_forward_kinematics, planar_inverse_kinematics
-from ebgan_mdn_ros.checkpoint import PolicySpec
+from ebgan_mdn_ros.training.checkpoint import PolicySpec
 from ebgan_mdn_ros.tasks.routes import (ARENA, GOAL_BOX, MAX_STEP, ROUTE_GOAL, ROUTE_MERGE, ROUTE_RADIUS, ROUTE_VIA_POINTS,
                      nearest_routes)
 

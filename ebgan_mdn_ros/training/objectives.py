@@ -14,7 +14,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
-from ebgan_mdn_ros.mixture import mixture_log_prob
+from ebgan_mdn_ros.training.mixture import mixture_log_prob
 
 GENERATOR_INCLUSIONS = ("none", "standard", "dynamic")
 

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 import yaml
 
 from ebgan_mdn_ros.config_base import ConfigError, from_dict, merge_overrides, require
-from ebgan_mdn_ros.objectives import GENERATOR_INCLUSIONS
+from ebgan_mdn_ros.training.objectives import GENERATOR_INCLUSIONS
 
 METHODS = ("ebgan-mdn", "rnce", "mdn", "bc", "cgan", "ebgan", "ibc")
 MDN_METHODS = ("ebgan-mdn", "rnce", "mdn")        # generator is a mixture density network

@@ -43,10 +43,10 @@ from torch import nn
 from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 from torch.nn.parallel import DistributedDataParallel
 
-from ebgan_mdn_ros import trainer
-from ebgan_mdn_ros.checkpoint import Checkpoint, PolicySpec, save_checkpoint
+from ebgan_mdn_ros.training import trainer
+from ebgan_mdn_ros.training.checkpoint import Checkpoint, PolicySpec, save_checkpoint
 from ebgan_mdn_ros.config_base import to_dict
-from ebgan_mdn_ros.train_config import TrainConfig
+from ebgan_mdn_ros.training.config import TrainConfig
 
 BACKEND = "gloo"  # CPU; NCCL would need one GPU per rank
 

@@ -22,12 +22,12 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from ebgan_mdn_ros import _onnx_wrappers as wrappers
-from ebgan_mdn_ros.checkpoint import Checkpoint, load_checkpoint
+from ebgan_mdn_ros.export import onnx_graphs as wrappers
+from ebgan_mdn_ros.training.checkpoint import Checkpoint, load_checkpoint
 from ebgan_mdn_ros.runtime.manifest import (MANIFEST_FILE, MANIFEST_FORMAT, EnergyCalibration, GraphSpec, Manifest, Normalization,
                        graph_io, json_safe, sha256_of, write_manifest)
 from ebgan_mdn_ros.runtime.model_loader import load_model, session_options
-from ebgan_mdn_ros.models import EnergyMLP, MixtureDensityNetwork
+from ebgan_mdn_ros.training.networks import EnergyMLP, MixtureDensityNetwork
 
 OPSET = 17
 GRAPH_FILES = {"generator": "generator.onnx", "energy": "energy.onnx", "decision": "decision.onnx"}

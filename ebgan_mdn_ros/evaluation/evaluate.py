@@ -18,12 +18,12 @@ import torch
 from ebgan_mdn_ros.runtime import reranker
 
 from ebgan_mdn_ros.runtime import sampler
-from ebgan_mdn_ros.checkpoint import Checkpoint, load_checkpoint
+from ebgan_mdn_ros.training.checkpoint import Checkpoint, load_checkpoint
 from ebgan_mdn_ros.config_base import from_dict
-from ebgan_mdn_ros.metrics import curve_metrics, grid_metrics, ik_metrics, planning_metrics
-from ebgan_mdn_ros.models import MixtureDensityNetwork
+from ebgan_mdn_ros.evaluation.metrics import curve_metrics, grid_metrics, ik_metrics, planning_metrics
+from ebgan_mdn_ros.training.networks import MixtureDensityNetwork
 from ebgan_mdn_ros.tasks.catalog import PLANNING_STEPS, MultiRouteEnvironment, Task, get_task
-from ebgan_mdn_ros.train_config import TrainConfig
+from ebgan_mdn_ros.training.config import TrainConfig
 
 RULES = ("raw", "lowest_energy", "mode_first", "importance")
 IBC_POPULATION = 1024       # derivative-free optimisation (IBC): samples per iteration
@@ -239,7 +239,7 @@ def evaluate_run(run_dir: str | Path, samples_per_condition: int | None = None, 
                "num_candidates": policy.num_candidates, "rules": results,
                "eval_seconds": time.perf_counter() - started}
     if plots:
-        from ebgan_mdn_ros.plots import plot_run  # matplotlib only when plotting
+        from ebgan_mdn_ros.evaluation.plots import plot_run  # matplotlib only when plotting
         metrics["plots"] = plot_run(run_dir, task, policy, material)
     if store:
         store_metrics(run_dir / "checkpoint.pt", {**ckpt.metrics, "evaluation": metrics})

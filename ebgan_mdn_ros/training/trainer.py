@@ -18,12 +18,12 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ebgan_mdn_ros import objectives as obj
-from ebgan_mdn_ros.checkpoint import Checkpoint, PolicySpec, save_checkpoint
+from ebgan_mdn_ros.training import objectives as obj
+from ebgan_mdn_ros.training.checkpoint import Checkpoint, PolicySpec, save_checkpoint
 from ebgan_mdn_ros.config_base import to_dict
-from ebgan_mdn_ros.mixture import sample_mixture
-from ebgan_mdn_ros.models import EnergyMLP, MixtureDensityNetwork, MLPPolicy, Normalizer
-from ebgan_mdn_ros.train_config import ENERGY_METHODS, MDN_METHODS, TrainConfig
+from ebgan_mdn_ros.training.mixture import sample_mixture
+from ebgan_mdn_ros.training.networks import EnergyMLP, MixtureDensityNetwork, MLPPolicy, Normalizer
+from ebgan_mdn_ros.training.config import ENERGY_METHODS, MDN_METHODS, TrainConfig
 
 
 @dataclass

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ebgan_mdn_ros.models import Normalizer, build_model
+from ebgan_mdn_ros.training.networks import Normalizer, build_model
 
 CHECKPOINT_FORMAT = "ebgan-mdn-checkpoint/1"
 ACTION_KINDS = ("absolute", "delta")

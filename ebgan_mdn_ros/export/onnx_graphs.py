@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ebgan_mdn_ros.mixture import mixture_log_prob
-from ebgan_mdn_ros.models import EnergyMLP, MixtureDensityNetwork, Normalizer
+from ebgan_mdn_ros.training.mixture import mixture_log_prob
+from ebgan_mdn_ros.training.networks import EnergyMLP, MixtureDensityNetwork, Normalizer
 
 
 class GeneratorGraph(nn.Module):
