@@ -16,7 +16,7 @@ setup(
     extras_require={"train": ["torch==2.13.0", "onnx", "onnxscript"], "test": ["pytest"]},
     entry_points={"console_scripts": [
         "ebgan-mdn = ebgan_mdn_ros.cli:main",
-        "policy_node = ebgan_mdn_ros.policy_node:main",
-        "sim_arm = ebgan_mdn_ros.sim_arm:main",
+        "policy_node = ebgan_mdn_ros.node.policy_node:main",
+        "sim_arm = ebgan_mdn_ros.node.sim_nodes:main",
     ]},
 )

@@ -25,7 +25,7 @@ COMMANDS=/forward_position_controller/commands
 
 rm -rf "$OUT" && mkdir -p "$OUT"
 set -x
-python -m ebgan_mdn_ros.record_demos --task "$TASK" --goals "$GOALS" --seed "$SEED" --backend "$BACKEND" --out "$OUT/bag"
+python -m ebgan_mdn_ros.node.record_demos --task "$TASK" --goals "$GOALS" --seed "$SEED" --backend "$BACKEND" --out "$OUT/bag"
 if [ "$TASK" = ik ]; then
   # condition = the goal, action = the commanded joint targets (one pair per command)
   ebgan_args=(--command-topic $COMMANDS --joints shoulder,elbow)
@@ -70,7 +70,7 @@ import sys
 import numpy as np
 from ebgan_mdn_ros.sim.arm_dynamics import ArmConfig, FirstOrderArm
 from ebgan_mdn_ros.tasks.expert import ROUTE_VIA_POINTS
-from ebgan_mdn_ros.record_demos import arm_preset
+from ebgan_mdn_ros.node.record_demos import arm_preset
 from ebgan_mdn_ros.runtime.policy_runtime import PolicyRuntime, RuntimeConfig
 
 runtime = PolicyRuntime(sys.argv[1], RuntimeConfig(seed=1))

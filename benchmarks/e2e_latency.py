@@ -6,9 +6,9 @@
 This process plays the robot: one rclpy node (EventsExecutor, one thread) publishes
 sensor_msgs/JointState for 7 joints at --rate with the current time as header stamp, and receives what
 the target publishes per state. The target runs as its own process, started here, one after the other:
-- echo:   ebgan_mdn_ros.echo_node: same QoS, publishes the measured position as the command and a
+- echo:   benchmarks/echo_node.py: same QoS, publishes the measured position as the command and a
           Decision stamped with the state's stamp; no other work;
-- policy: ebgan_mdn_ros.policy_node, event-driven (control_rate_hz 0), not a dry run, K candidates,
+- policy: ebgan_mdn_ros.node.policy_node, event-driven (control_rate_hz 0), not a dry run, K candidates,
           a robot-sized random model (14 conditions = 7 positions + 7 velocities, 7 actions,
           8 components, 2 x 256 hidden; latency does not depend on the weights) unless --model is given.
 Latency = receipt of the Decision answering a state (matched by stamp) - the publish of that state,
@@ -66,11 +66,11 @@ def start_target(kind: str, model: Path, args, log: Path, num_candidates: int = 
     env = {**os.environ, "ROS_DOMAIN_ID": str(args.domain_id), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
     joints = "[" + ", ".join(JOINTS) + "]"
     if kind == "echo":
-        command = [sys.executable, "-m", "ebgan_mdn_ros.echo_node", "--ros-args", "-r", "__node:=policy_node",
+        command = [sys.executable, str(Path(__file__).resolve().parent / "echo_node.py"), "--ros-args", "-r", "__node:=policy_node",
                    "-r", f"__ns:={NAMESPACE}",
                    "-p", f"joint_names:={joints}", "-p", f"executor:={args.executor}"]
     else:
-        command = [sys.executable, "-m", "ebgan_mdn_ros.policy_node", "--ros-args", "-r", f"__ns:={NAMESPACE}",
+        command = [sys.executable, "-m", "ebgan_mdn_ros.node.policy_node", "--ros-args", "-r", f"__ns:={NAMESPACE}",
                    "-p", f"model_directory:={model}", "-p", f"joint_names:={joints}",
                    "-p", "control_rate_hz:=0.0", "-p", "dry_run:=false", "-p", f"executor:={args.executor}",
                    "-p", f"num_candidates:={num_candidates}",
@@ -196,8 +196,8 @@ def breakdown(model: Path, args, num_candidates: int) -> str:
     Mirrors PolicyNode._decide step by step (state assembly, runtime.decide, safety filter, command
     publish, Decision fill + publish) and also times the whole _on_state callback. Uses the node's
     private attributes: if they change, this section says so and the e2e table still stands."""
-    from ebgan_mdn_ros import conversions
-    from ebgan_mdn_ros.policy_node import PolicyNode
+    from ebgan_mdn_ros.node import conversions
+    from ebgan_mdn_ros.node.policy_node import PolicyNode
     from rclpy.parameter import Parameter
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=args.domain_id)

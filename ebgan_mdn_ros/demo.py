@@ -24,8 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ebgan_mdn_ros.launch_plan import plan, process_command
-from ebgan_mdn_ros.node_config import load_parameter_file, package_share_directories, resolve_model_directory
+from ebgan_mdn_ros.node.launch_plan import plan, process_command
+from ebgan_mdn_ros.node.parameters import load_parameter_file, resolve_model_directory
+from ebgan_mdn_ros.paths import find_in_share
 from ebgan_mdn_ros.tasks.routes import ROUTE_NAMES, ROUTE_VIA_POINTS, nearest_routes
 
 DEFAULT_MODEL = "models/ik_2link"
@@ -108,8 +109,8 @@ def _run_composed(args, config: Path, model: Path, seconds: float, observer, exe
                   logs: list[str]) -> None:
     from rclpy.parameter import Parameter
 
-    from ebgan_mdn_ros.policy_node import PolicyNode
-    from ebgan_mdn_ros.sim_arm import GoalSourceNode, SimArmNode
+    from ebgan_mdn_ros.node.policy_node import PolicyNode
+    from ebgan_mdn_ros.node.sim_nodes import GoalSourceNode, SimArmNode
     overrides = [Parameter("model_directory", value=str(model))]
     if args.output_mode:
         overrides.append(Parameter("output_mode", value=args.output_mode))
@@ -246,16 +247,6 @@ def _plot_gantry(axes, observer, matplotlib) -> None:
     axes.set_ylim(-3, 23)
 
 
-def _find_file(name: str) -> Path:
-    path = Path(name)
-    if path.is_file() or path.is_absolute():
-        return path
-    for share in package_share_directories():
-        if (share / path).is_file():
-            return share / path
-    return path
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
     _isolate_dds()
@@ -264,10 +255,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"demo: no model at {args.model} (looked in the current directory and the package); "
               "export one with `ebgan-mdn export` or pass --model", file=sys.stderr)
         return 2
-    config = _find_file(args.config)
+    config = find_in_share(args.config)
     import rclpy
 
-    from ebgan_mdn_ros.policy_node import make_executor
+    from ebgan_mdn_ros.node.policy_node import make_executor
     context = rclpy.Context()
     init_args = ["demo"] + (["--ros-args", "--params-file", str(config)] if args.composed else [])
     rclpy.init(args=init_args, context=context)

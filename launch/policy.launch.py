@@ -3,7 +3,7 @@
   ros2 launch ebgan_mdn_ros policy.launch.py arm:=sim
   ros2 launch ebgan_mdn_ros policy.launch.py arm:=real model:=/path/to/model config:=/path/to/params.yaml
 
-Which nodes start, with which parameters, is decided in ebgan_mdn_ros.launch_plan (tested without
+Which nodes start, with which parameters, is decided in ebgan_mdn_ros.node.launch_plan (tested without
 launch_ros); this file only turns that plan into launch actions.
 """
 from ament_index_python.packages import get_package_share_directory
@@ -12,7 +12,7 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from ebgan_mdn_ros.launch_plan import LAUNCH_ARGUMENTS, PACKAGE, plan
+from ebgan_mdn_ros.node.launch_plan import LAUNCH_ARGUMENTS, PACKAGE, plan
 
 
 def _nodes(context):

@@ -157,7 +157,7 @@ def node(models, tmp_path_factory):
     params_file = tmp_path_factory.mktemp("node") / "params.yaml"
     params_file.write_text(json.dumps({"/**": {"ros__parameters": parameters}}))  # JSON is YAML
     log = open(params_file.parent / "node.log", "w")
-    command = [sys.executable, "-m", "ebgan_mdn_ros.policy_node", "--ros-args", "-r", f"__ns:={NAMESPACE}",
+    command = [sys.executable, "-m", "ebgan_mdn_ros.node.policy_node", "--ros-args", "-r", f"__ns:={NAMESPACE}",
                "--params-file", str(params_file)]
     process = subprocess.Popen(command, env=_ros_env(), stdout=log, stderr=log)
     yield process

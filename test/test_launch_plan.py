@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ebgan_mdn_ros.launch_plan import LAUNCH_ARGUMENTS, plan, process_command, ros_arguments
-from ebgan_mdn_ros.node_config import config_from_parameters, load_parameter_file
+from ebgan_mdn_ros.node.launch_plan import LAUNCH_ARGUMENTS, plan, process_command, ros_arguments
+from ebgan_mdn_ros.node.parameters import config_from_parameters, load_parameter_file
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,7 +56,7 @@ def test_every_launch_argument_has_a_description():
 def test_process_command_passes_names_files_and_yaml_safe_values():
     sim, goals, policy = plan("sim", share_dir=ROOT).nodes
     command = process_command(goals, python="python")
-    assert command[:4] == ["python", "-m", "ebgan_mdn_ros.sim_arm", "goal_source"]
+    assert command[:4] == ["python", "-m", "ebgan_mdn_ros.node.sim_nodes", "goal_source"]
     assert "__node:=goal_source" in command
     extra = ros_arguments(policy, {"joint_names": ["y", "x"], "dry_run": False, "model_directory": "on"})
     values = dict(a.split(":=", 1) for a in extra if ":=" in a and not a.startswith("__"))

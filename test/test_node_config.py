@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from ebgan_mdn_ros.config_base import ConfigError
-from ebgan_mdn_ros.node_config import (
+from ebgan_mdn_ros.node.parameters import (
     NodeConfig, config_from_parameters, load_parameter_file, parameter_values, resolve_model_directory)
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -25,9 +25,9 @@ from std_msgs.msg import Float64MultiArray, String  # noqa: E402
 
 from ebgan_mdn_ros.control.model_swap import ModelRejected, make_runtime_validator  # noqa: E402
 from ebgan_mdn_ros.msg import Candidates, Decision, ModelInfo  # noqa: E402
-from ebgan_mdn_ros.policy_node import PolicyNode, make_executor  # noqa: E402
+from ebgan_mdn_ros.node.policy_node import PolicyNode, make_executor  # noqa: E402
 from ebgan_mdn_ros.runtime.policy_runtime import PolicyRuntime  # noqa: E402
-from ebgan_mdn_ros.sim_arm import GoalSourceNode, SimArmNode  # noqa: E402
+from ebgan_mdn_ros.node.sim_nodes import GoalSourceNode, SimArmNode  # noqa: E402
 
 pytestmark = pytest.mark.ros
 ROOT = Path(__file__).resolve().parent.parent
@@ -329,12 +329,12 @@ def test_missing_model_exits_the_process_with_a_clear_error(tmp_path, domain_id)
     missing = tmp_path / "no_such_model"
     env = {**os.environ, "ROS_DOMAIN_ID": str(domain_id), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
     result = subprocess.run(
-        [sys.executable, "-m", "ebgan_mdn_ros.policy_node", "--ros-args", "-p", f"model_directory:={missing}",
+        [sys.executable, "-m", "ebgan_mdn_ros.node.policy_node", "--ros-args", "-p", f"model_directory:={missing}",
          "-p", "joint_names:=[shoulder, elbow]"], capture_output=True, text=True, timeout=60, env=env)
     assert result.returncode == 2, result.stderr
     assert "start-up failed" in result.stderr and str(missing) in result.stderr
     typo = subprocess.run(
-        [sys.executable, "-m", "ebgan_mdn_ros.policy_node", "--ros-args", "-p", f"model_directory:={missing}",
+        [sys.executable, "-m", "ebgan_mdn_ros.node.policy_node", "--ros-args", "-p", f"model_directory:={missing}",
          "-p", "joint_names:=[shoulder, elbow]", "-p", "max_stepp:=0.1"], capture_output=True, text=True,
         timeout=60, env=env)
     assert typo.returncode == 2 and "max_stepp" in typo.stderr

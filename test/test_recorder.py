@@ -20,7 +20,7 @@ from ebgan_mdn_ros.data.bag_dataset import ExtractionConfig, extract
 from ebgan_mdn_ros.data.bag_reader import read_topics
 from ebgan_mdn_ros.sim.arm_dynamics import planar_forward_kinematics as forward_kinematics
 from ebgan_mdn_ros.tasks.expert import ELBOW_MODES, IKExpert, RouteExpert, inverse_kinematics
-from ebgan_mdn_ros.record_demos import RESET, record_inprocess
+from ebgan_mdn_ros.node.record_demos import RESET, record_inprocess
 from ebgan_mdn_ros.data.bag_writer import BagWriter, RecorderError, message_definition
 from ebgan_mdn_ros.tasks.routes import ROUTE_GOAL, ROUTE_VIA_POINTS
 
@@ -197,7 +197,7 @@ def test_ros_session_with_sim_arm_gives_correct_labels_in_both_modes(tmp_path):
                PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     bag = tmp_path / "ros_ik"
     result = subprocess.run(
-        [sys.executable, "-m", "ebgan_mdn_ros.record_demos", "--task", "ik", "--goals", "5", "--seed", "0",
+        [sys.executable, "-m", "ebgan_mdn_ros.node.record_demos", "--task", "ik", "--goals", "5", "--seed", "0",
          "--out", str(bag), "--timeout", "120"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]

@@ -28,11 +28,11 @@ from rclpy.qos import DurabilityPolicy, QoSProfile  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
-from ebgan_mdn_ros import record_demos  # noqa: E402
+from ebgan_mdn_ros.node import record_demos  # noqa: E402
 from ebgan_mdn_ros.cli import main as ebgan_mdn  # noqa: E402
 from ebgan_mdn_ros.runtime.manifest import load_manifest  # noqa: E402
 from ebgan_mdn_ros.msg import Decision, ModelInfo  # noqa: E402
-from ebgan_mdn_ros.policy_node import make_executor  # noqa: E402
+from ebgan_mdn_ros.node.policy_node import make_executor  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,9 +59,9 @@ def _ros_env() -> dict:
 def sim_processes(log_dir: Path):
     """sim_arm, goal_source and policy_node from the sim configuration, stopped with SIGINT afterwards."""
     ros_args = ["--ros-args", "-r", f"__ns:={NAMESPACE}", "--params-file", str(SIM_CONFIG)]
-    commands = {"sim_arm": ["-m", "ebgan_mdn_ros.sim_arm", *ros_args],
-                "goal_source": ["-m", "ebgan_mdn_ros.sim_arm", "goal_source", *ros_args],
-                "policy_node": ["-m", "ebgan_mdn_ros.policy_node", *ros_args]}
+    commands = {"sim_arm": ["-m", "ebgan_mdn_ros.node.sim_nodes", *ros_args],
+                "goal_source": ["-m", "ebgan_mdn_ros.node.sim_nodes", "goal_source", *ros_args],
+                "policy_node": ["-m", "ebgan_mdn_ros.node.policy_node", *ros_args]}
     processes, logs = {}, {}
     try:
         for name, arguments in commands.items():

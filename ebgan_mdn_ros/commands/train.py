@@ -6,9 +6,10 @@ import sys
 from pathlib import Path
 
 from ebgan_mdn_ros.config_base import ConfigError
+from ebgan_mdn_ros.paths import package_share_directories
 
 HELP = "Train a policy on a benchmark task or a demonstrations file."
-CONFIG_DIRS = (Path.cwd() / "config" / "train", Path(__file__).resolve().parents[2] / "config" / "train")
+CONFIG_DIRS = (Path.cwd() / "config" / "train", *(share / "config" / "train" for share in package_share_directories()))
 
 
 def default_config_path(task: str, method: str) -> Path | None:

@@ -1,7 +1,7 @@
 """Record demonstrations of a scripted multi-modal expert driving the simulated arm, as a rosbag2.
 
-    python -m ebgan_mdn_ros.record_demos --task ik --goals 50 --out bags/demo_ik
-    python -m ebgan_mdn_ros.record_demos --task multiroute --goals 30 --out bags/demo_routes
+    python -m ebgan_mdn_ros.node.record_demos --task ik --goals 50 --out bags/demo_ik
+    python -m ebgan_mdn_ros.node.record_demos --task multiroute --goals 30 --out bags/demo_routes
     ebgan-mdn dataset bags/demo_ik --out demos_ik.npz --command-topic /forward_position_controller/commands
 
 Backends (the bag has the same topics and types either way):
@@ -80,7 +80,7 @@ def arm_preset(task: str) -> dict:
     try:  # the presets belong with the pure dynamics; sim_arm (rclpy) held them first
         from ebgan_mdn_ros.sim.arm_dynamics import ARM_PRESETS  # type: ignore[attr-defined]
     except ImportError:
-        from ebgan_mdn_ros.sim_arm import ARM_PRESETS
+        from ebgan_mdn_ros.node.sim_nodes import ARM_PRESETS
     return dict(ARM_PRESETS[task])
 
 
@@ -266,7 +266,7 @@ def record_ros(task: str, goals: int, out: Path, seed: int = 0, controller: str 
         with BagWriter(out) as bag:
             topics = topics_of(task, controller)
             if not attach:
-                from ebgan_mdn_ros.sim_arm import GoalSourceNode, SimArmNode
+                from ebgan_mdn_ros.node.sim_nodes import GoalSourceNode, SimArmNode
                 nodes.append(SimArmNode(parameter_overrides=[
                     Parameter("task", value=task), Parameter("forward_controller", value=controller.strip("/"))]))
             recorder = RecorderNode(bag, topics)
@@ -308,7 +308,7 @@ def record_ros(task: str, goals: int, out: Path, seed: int = 0, controller: str 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ebgan_mdn_ros.record_demos", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m ebgan_mdn_ros.node.record_demos", description=__doc__.splitlines()[0])
     parser.add_argument("--task", required=True, choices=sorted(TASK_ALIASES), help="ik (= ik_2link) or multiroute")
     parser.add_argument("--goals", type=int, default=50, help="stop after this many finished goals (episodes)")
     parser.add_argument("--out", required=True, help="bag directory to create (must not exist)")

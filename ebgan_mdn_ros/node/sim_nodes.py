@@ -24,9 +24,9 @@ from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from ebgan_mdn_ros import conversions
+from ebgan_mdn_ros.node import conversions
 from ebgan_mdn_ros.sim.arm_dynamics import ArmConfig, FirstOrderArm, GoalSchedule, TaskConfig, TrajectoryTarget
-from ebgan_mdn_ros.policy_node import make_executor, spin
+from ebgan_mdn_ros.node.policy_node import make_executor, spin
 
 # Joints, limits and start pose of the arm each task runs on.
 # The gantry is fast: a multi-route action is a displacement of up to 2 m per decision.

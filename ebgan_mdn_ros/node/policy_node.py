@@ -39,13 +39,14 @@ from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from ebgan_mdn_ros import conversions
+from ebgan_mdn_ros.node import conversions
 from ebgan_mdn_ros.config_base import ConfigError
 from ebgan_mdn_ros.control.latency_stats import LatencyStats, RateMeter
 from ebgan_mdn_ros.control.model_swap import ModelRejected, ModelSwapper, SwapEvent, make_runtime_validator
 from ebgan_mdn_ros.msg import Candidates, Decision
-from ebgan_mdn_ros.node_config import (
-    NodeConfig, config_from_parameters, package_share_directories, parameter_values, resolve_model_directory)
+from ebgan_mdn_ros.node.parameters import (
+    NodeConfig, config_from_parameters, parameter_values, resolve_model_directory)
+from ebgan_mdn_ros.paths import package_share_directories
 from ebgan_mdn_ros.control.safety_filter import SafetyConfig, SafetyFilter
 from ebgan_mdn_ros.control.state_assembly import Rejected, StateAssembler
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any, Mapping
 import yaml
 
 from ebgan_mdn_ros.config_base import ConfigError, from_dict, require
+from ebgan_mdn_ros.paths import find_in_share
 
 OUTPUT_MODES = ("forward_command", "joint_trajectory")
 EXECUTORS = ("events", "single_threaded")
@@ -25,7 +25,6 @@ ENERGY_THRESHOLD_WORDS = ("model", "none")
 # Declared by rclpy itself on every node; not ours to validate.
 ROS_BUILTIN_PARAMETERS = ("use_sim_time", "start_type_description_service")
 REQUIRED = ("model_directory", "joint_names")
-PACKAGE = "ebgan_mdn_ros"
 
 
 @dataclass(frozen=True)
@@ -205,26 +204,6 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def package_share_directories() -> list[Path]:
-    """Where launch/, config/ and models/ are: the source checkout this module runs from (the freshest
-    copy when there is one), then every share/ebgan_mdn_ros on AMENT_PREFIX_PATH (an installed package)."""
-    found = []
-    checkout = Path(__file__).resolve().parent.parent
-    if (checkout / "package.xml").is_file():
-        found.append(checkout)
-    for prefix in filter(None, os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep)):
-        share = Path(prefix) / "share" / PACKAGE
-        if share.is_dir():
-            found.append(share)
-    return found
-
-
 def resolve_model_directory(value: str) -> Path:
     """An existing directory for ``value``: absolute, relative to cwd, or relative to the package share."""
-    path = Path(value).expanduser()
-    if path.is_absolute() or path.is_dir():
-        return path.resolve() if path.is_dir() else path
-    for share in package_share_directories():
-        if (share / path).is_dir():
-            return (share / path).resolve()
-    return path
+    return find_in_share(value, want_directory=True)

@@ -6,7 +6,7 @@ last 1) and, in the same callback, publishes what the policy node publishes per 
 The command is the measured position (a robot would hold still). So `policy latency - echo latency`
 is what the policy node adds on top of rclpy + DDS: conversion, inference, safety filter.
 
-    python -m ebgan_mdn_ros.echo_node --ros-args -p joint_names:="[j1, j2]" -p executor:=events
+    python benchmarks/echo_node.py --ros-args -p joint_names:="[j1, j2]" -p executor:=events
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 
-from ebgan_mdn_ros.conversions import float64s
+from ebgan_mdn_ros.node.conversions import float64s
 from ebgan_mdn_ros.msg import Decision
 
 

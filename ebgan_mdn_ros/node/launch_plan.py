@@ -14,11 +14,12 @@ from typing import Any
 
 import yaml
 
-PACKAGE = "ebgan_mdn_ros"
+from ebgan_mdn_ros.paths import PACKAGE
+
 ARMS = ("sim", "real")
 DEFAULT_CONFIG = {"sim": "config/sim_ik.yaml", "real": "config/real_arm.yaml"}
 # Executable -> module, for starting a plan without ros2 launch (`python -m`).
-MODULES = {"policy_node": "ebgan_mdn_ros.policy_node", "sim_arm": "ebgan_mdn_ros.sim_arm"}
+MODULES = {"policy_node": "ebgan_mdn_ros.node.policy_node", "sim_arm": "ebgan_mdn_ros.node.sim_nodes"}
 
 LAUNCH_ARGUMENTS = {
     "arm": ("sim", "sim: simulated arm, goal source and policy; real: the policy only, for a ros2_control arm"),
