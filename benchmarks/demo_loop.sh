@@ -47,7 +47,7 @@ if [ "$TASK" = ik ]; then
   python - "$OUT/model" <<'PY'
 import sys
 import numpy as np
-from ebgan_mdn_ros.sim.arm_dynamics import planar_forward_kinematics as forward_kinematics
+from ebgan_mdn_ros.tasks.planar_arm import planar_forward_kinematics as forward_kinematics
 from ebgan_mdn_ros.runtime.policy_runtime import PolicyRuntime, RuntimeConfig
 
 runtime = PolicyRuntime(sys.argv[1], RuntimeConfig(stickiness=False, seed=1))
@@ -70,7 +70,7 @@ import sys
 import numpy as np
 from ebgan_mdn_ros.sim.arm_dynamics import ArmConfig, FirstOrderArm
 from ebgan_mdn_ros.tasks.expert import ROUTE_VIA_POINTS
-from ebgan_mdn_ros.node.record_demos import arm_preset
+from ebgan_mdn_ros.sim.recording import arm_preset
 from ebgan_mdn_ros.runtime.policy_runtime import PolicyRuntime, RuntimeConfig
 
 runtime = PolicyRuntime(sys.argv[1], RuntimeConfig(seed=1))

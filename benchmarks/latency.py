@@ -38,7 +38,8 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from ebgan_mdn_ros.training.checkpoint import Checkpoint, PolicySpec  # noqa: E402
+from ebgan_mdn_ros.spec import PolicySpec  # noqa: E402
+from ebgan_mdn_ros.training.checkpoint import Checkpoint  # noqa: E402
 from ebgan_mdn_ros.export.exporter import export_model  # noqa: E402
 from ebgan_mdn_ros.runtime.model_loader import session_options  # noqa: E402
 from ebgan_mdn_ros.training.networks import EnergyMLP, MixtureDensityNetwork, Normalizer, mlp  # noqa: E402

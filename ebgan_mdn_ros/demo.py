@@ -227,7 +227,7 @@ def plot(observer, result: dict, path: Path) -> None:
 
 
 def _plot_arm(axes, observer, matplotlib) -> None:
-    from ebgan_mdn_ros.sim.arm_dynamics import planar_forward_kinematics
+    from ebgan_mdn_ros.tasks.planar_arm import planar_forward_kinematics
     joints = [q for _, q in observer.positions if len(q) >= 2]
     tips = np.array([planar_forward_kinematics(q) for q in joints]).reshape(-1, 2)
     up = np.array([q[1] > 0 for q in joints], dtype=bool)
@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     config = find_in_share(args.config)
     import rclpy
 
-    from ebgan_mdn_ros.node.policy_node import make_executor
+    from ebgan_mdn_ros.node.executors import make_executor
     context = rclpy.Context()
     init_args = ["demo"] + (["--ros-args", "--params-file", str(config)] if args.composed else [])
     rclpy.init(args=init_args, context=context)

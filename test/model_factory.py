@@ -29,7 +29,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ebgan_mdn_ros.training.checkpoint import Checkpoint, PolicySpec
+from ebgan_mdn_ros.spec import PolicySpec
+from ebgan_mdn_ros.training.checkpoint import Checkpoint
 from ebgan_mdn_ros.export.exporter import export_model
 from ebgan_mdn_ros.training.networks import EnergyMLP, MixtureDensityNetwork, Normalizer
 

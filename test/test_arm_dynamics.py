@@ -4,9 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from ebgan_mdn_ros.sim.arm_dynamics import (
-    ArmConfig, FirstOrderArm, GoalSchedule, TaskConfig, TrajectoryTarget, elbow_mode, planar_forward_kinematics,
-    planar_inverse_kinematics)
+from ebgan_mdn_ros.sim.arm_dynamics import ArmConfig, FirstOrderArm, GoalSchedule, TaskConfig, TrajectoryTarget
+from ebgan_mdn_ros.tasks.planar_arm import elbow_mode, planar_forward_kinematics, planar_inverse_kinematics
 
 ARM = ArmConfig(("a", "b"), (-1.0, -1.0), (1.0, 1.0), (0.0, 0.0), time_constant_s=0.1, max_velocity=100.0)
 

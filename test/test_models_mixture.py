@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from ebgan_mdn_ros.training.checkpoint import Checkpoint, PolicySpec, load_checkpoint, save_checkpoint
+from ebgan_mdn_ros.spec import PolicySpec
+from ebgan_mdn_ros.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ebgan_mdn_ros.training.mixture import mixture_log_prob, sample_mixture
 from ebgan_mdn_ros.training.networks import EnergyMLP, MixtureDensityNetwork, Normalizer
 

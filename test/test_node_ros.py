@@ -25,7 +25,8 @@ from std_msgs.msg import Float64MultiArray, String  # noqa: E402
 
 from ebgan_mdn_ros.control.model_swap import ModelRejected, make_runtime_validator  # noqa: E402
 from ebgan_mdn_ros.msg import Candidates, Decision, ModelInfo  # noqa: E402
-from ebgan_mdn_ros.node.policy_node import PolicyNode, make_executor  # noqa: E402
+from ebgan_mdn_ros.node.executors import make_executor  # noqa: E402
+from ebgan_mdn_ros.node.policy_node import PolicyNode  # noqa: E402
 from ebgan_mdn_ros.runtime.policy_runtime import PolicyRuntime  # noqa: E402
 from ebgan_mdn_ros.node.sim_nodes import GoalSourceNode, SimArmNode  # noqa: E402
 

@@ -18,9 +18,9 @@ import yaml
 from ebgan_mdn_ros import cli
 from ebgan_mdn_ros.data.bag_dataset import ExtractionConfig, extract
 from ebgan_mdn_ros.data.bag_reader import read_topics
-from ebgan_mdn_ros.sim.arm_dynamics import planar_forward_kinematics as forward_kinematics
+from ebgan_mdn_ros.tasks.planar_arm import planar_forward_kinematics as forward_kinematics
 from ebgan_mdn_ros.tasks.expert import ELBOW_MODES, IKExpert, RouteExpert, inverse_kinematics
-from ebgan_mdn_ros.node.record_demos import RESET, record_inprocess
+from ebgan_mdn_ros.sim.recording import RESET, record_inprocess
 from ebgan_mdn_ros.data.bag_writer import BagWriter, RecorderError, message_definition
 from ebgan_mdn_ros.tasks.routes import ROUTE_GOAL, ROUTE_VIA_POINTS
 

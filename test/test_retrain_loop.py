@@ -32,7 +32,7 @@ from ebgan_mdn_ros.node import record_demos  # noqa: E402
 from ebgan_mdn_ros.cli import main as ebgan_mdn  # noqa: E402
 from ebgan_mdn_ros.runtime.manifest import load_manifest  # noqa: E402
 from ebgan_mdn_ros.msg import Decision, ModelInfo  # noqa: E402
-from ebgan_mdn_ros.node.policy_node import make_executor  # noqa: E402
+from ebgan_mdn_ros.node.executors import make_executor  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parent.parent

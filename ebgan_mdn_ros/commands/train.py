@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ebgan_mdn_ros.config_base import ConfigError
 from ebgan_mdn_ros.paths import package_share_directories
+from ebgan_mdn_ros.spec import ACTION_KINDS
 
 HELP = "Train a policy on a benchmark task or a demonstrations file."
 CONFIG_DIRS = (Path.cwd() / "config" / "train", *(share / "config" / "train" for share in package_share_directories()))
@@ -32,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="demonstrations .npz or .csv instead of a benchmark task")
     parser.add_argument("--condition-columns", nargs="+", default=[], help="CSV columns forming the condition")
     parser.add_argument("--action-columns", nargs="+", default=[], help="CSV columns forming the action")
-    parser.add_argument("--action-kind", choices=("absolute", "delta"), default="absolute",
+    parser.add_argument("--action-kind", choices=ACTION_KINDS, default="absolute",
                         help="with --data: whether actions are joint targets or displacements")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 

@@ -1,7 +1,6 @@
 """The policy's condition vector from robot state and goal (numpy, no rclpy).
 
-A model names its inputs (PolicySpec.condition_names): "<joint>.position", "<joint>.velocity" and
-"goal.<i>". A JointState's joint order is not guaranteed, so readings are reordered by name into the
+A model names its inputs (PolicySpec.condition_names, in the grammar of ebgan_mdn_ros.spec). A JointState's joint order is not guaranteed, so readings are reordered by name into the
 configured order. Anything that is not a complete, finite reading is rejected with a reason: a
 missing joint never becomes a zero, and a rejected state never becomes a command.
 """
@@ -12,7 +11,8 @@ from typing import Sequence
 
 import numpy as np
 
-POSITION, VELOCITY, GOAL = "position", "velocity", "goal"
+from ebgan_mdn_ros.spec import GOAL, POSITION, VELOCITY, parse_condition_name
+
 
 
 @dataclass(frozen=True)
@@ -40,15 +40,13 @@ def parse_condition_names(condition_names: Sequence[str], joint_names: Sequence[
     joint_index = {name: i for i, name in enumerate(joint_names)}
     sources = []
     for name in condition_names:
-        head, _, tail = name.rpartition(".")
-        if head == GOAL and tail.isdigit():
-            sources.append((GOAL, int(tail)))
-        elif tail in (POSITION, VELOCITY) and head in joint_index:
-            sources.append((tail, joint_index[head]))
-        elif tail in (POSITION, VELOCITY):
-            raise ValueError(f"condition {name!r} reads joint {head!r}, which is not in joint_names {list(joint_names)}")
+        source, key = parse_condition_name(name)
+        if source == GOAL:
+            sources.append((GOAL, key))
+        elif key in joint_index:
+            sources.append((source, joint_index[key]))
         else:
-            raise ValueError(f"condition {name!r} is not '<joint>.position', '<joint>.velocity' or 'goal.<i>'")
+            raise ValueError(f"condition {name!r} reads joint {key!r}, which is not in joint_names {list(joint_names)}")
     goal_indices = sorted(i for source, i in sources if source == GOAL)
     if goal_indices != list(range(len(goal_indices))):
         raise ValueError(f"goal conditions must be goal.0 .. goal.{len(goal_indices) - 1}, got {goal_indices}")

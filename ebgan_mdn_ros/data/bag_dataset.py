@@ -34,6 +34,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ebgan_mdn_ros.spec import GOAL, goal_condition, joint_condition
 from ebgan_mdn_ros.data.bag_reader import (ARRAY_TYPE, JOINT_STATE_TYPE, BagDatasetError, JointStates, TopicStream, arrays_from,
                          joint_states_from, qualified, read_topics)
 
@@ -236,13 +237,13 @@ def align(states: JointStates, goals: tuple[np.ndarray, np.ndarray] | None,
 # ---- the whole pipeline ---------------------------------------------------------------------------
 
 def condition_names(config: ExtractionConfig, joints: Sequence[str], goal_size: int) -> tuple[str, ...]:
-    """PolicySpec names: "goal.<i>", "<joint>.position", "<joint>.velocity", in config.condition order."""
+    """PolicySpec names (ebgan_mdn_ros.spec's grammar), in config.condition order."""
     names: list[str] = []
     for part in config.condition:
-        if part == "goal":
-            names += [f"goal.{i}" for i in range(goal_size)]
+        if part == GOAL:
+            names += [goal_condition(i) for i in range(goal_size)]
         else:
-            names += [f"{joint}.{part}" for joint in joints]
+            names += [joint_condition(joint, part) for joint in joints]
     return tuple(names)
 
 

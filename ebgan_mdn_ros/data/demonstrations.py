@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ebgan_mdn_ros.training.checkpoint import PolicySpec
+from ebgan_mdn_ros.spec import PolicySpec
 
 BOX_MARGIN = 0.1  # the action box is the data's range widened by this share on each side
 

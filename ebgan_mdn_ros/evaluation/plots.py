@@ -11,7 +11,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from ebgan_mdn_ros.tasks.routes import ARENA, GOAL_BOX, ROUTE_NAMES  # noqa: E402
-from ebgan_mdn_ros.tasks.catalog import IK_LINK_LENGTH, Task, forward_kinematics  # noqa: E402
+from ebgan_mdn_ros.tasks.catalog import Task, forward_kinematics  # noqa: E402
+from ebgan_mdn_ros.tasks.planar_arm import LINK_LENGTHS  # noqa: E402
 
 ROUTE_COLOURS = ("tab:blue", "tab:orange", "tab:green")
 
@@ -122,7 +123,7 @@ def plot_ik_arms(path: Path, task: Task, samples: np.ndarray, rule: str, targets
     fig, axes = plt.subplots(1, targets_shown, figsize=(3.2 * targets_shown, 3.2))
     for ax, target, angles in zip(axes, targets[:targets_shown], samples[:targets_shown]):
         for shoulder, elbow in angles:
-            joint = IK_LINK_LENGTH * np.array([np.cos(shoulder), np.sin(shoulder)])
+            joint = LINK_LENGTHS[0] * np.array([np.cos(shoulder), np.sin(shoulder)])
             tip = forward_kinematics(np.array([shoulder, elbow]))
             colour = "tab:blue" if elbow > 0 else "tab:orange"
             ax.plot([0, joint[0], tip[0]], [0, joint[1], tip[1]], color=colour, lw=0.8, alpha=0.5)

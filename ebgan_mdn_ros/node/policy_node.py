@@ -25,12 +25,8 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException
 
-try:  # rclpy >= 9 (Kilted); Humble and Jazzy fall back to the SingleThreadedExecutor
-    from rclpy.experimental import EventsExecutor
-except ImportError:  # pragma: no cover - depends on the ROS distribution
-    EventsExecutor = None
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
@@ -40,6 +36,7 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from ebgan_mdn_ros.node import conversions
+from ebgan_mdn_ros.node.executors import make_executor, spin
 from ebgan_mdn_ros.config_base import ConfigError
 from ebgan_mdn_ros.control.latency_stats import LatencyStats, RateMeter
 from ebgan_mdn_ros.control.model_swap import ModelRejected, ModelSwapper, SwapEvent, make_runtime_validator
@@ -405,22 +402,6 @@ class PolicyNode(Node):
     def destroy_node(self):
         self._swapper.close()
         super().destroy_node()
-
-
-def make_executor(kind: str, context=None):
-    """The executor a node process spins: "events" measured best here (README); spin it with timeouts.
-
-    Never the MultiThreadedExecutor: in this rclpy it runs at ~30 Hz (ros-toolchain.md).
-    """
-    if kind == "events" and EventsExecutor is not None:
-        return EventsExecutor(context=context)
-    return SingleThreadedExecutor(context=context)
-
-
-def spin(executor, should_stop=lambda: False) -> None:
-    """Spin with a timeout on every call: the EventsExecutor never returns from a spin without one."""
-    while rclpy.ok() and not should_stop():
-        executor.spin_once(timeout_sec=0.1)
 
 
 def main(argv: list[str] | None = None) -> int:

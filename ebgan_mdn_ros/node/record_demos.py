@@ -10,9 +10,8 @@ Backends (the bag has the same topics and types either way):
   into the MCAP file (no re-encoding), stamped with the DDS receive time (log time) and the send
   time (publish time). With ``--attach`` the sim nodes are not started: the expert and the
   recorder join an arm and goal source that are already running.
-- ``inprocess``: no ROS graph. The same arm dynamics and goal schedule (arm_dynamics) step in
-  simulated time and the messages are encoded with mcap_ros2: fast, deterministic, and usable
-  where rclpy is not installed.
+- ``inprocess``: no ROS graph (ebgan_mdn_ros.sim.recording): the same arm dynamics and goal
+  schedule step in simulated time and the messages are encoded with mcap_ros2.
 
 Topics recorded: /joint_states (sensor_msgs/JointState), /goal (std_msgs/Float64MultiArray),
 /<controller>/commands (std_msgs/Float64MultiArray, the expert's commands), /goal_events
@@ -23,157 +22,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ebgan_mdn_ros.tasks.expert import IKExpert, RouteExpert
 from ebgan_mdn_ros.data.bag_writer import BagWriter, RecorderError
-
-TASK_ALIASES = {"ik": "ik_2link", "ik_2link": "ik_2link", "multiroute": "multiroute", "planning": "multiroute"}
-JOINT_STATES, GOAL, GOAL_EVENTS = "/joint_states", "/goal", "/goal_events"
-RESET = "/sim_arm/reset_position"
-JOINT_STATE_TYPE = "sensor_msgs/msg/JointState"
-ARRAY_TYPE = "std_msgs/msg/Float64MultiArray"
-STRING_TYPE = "std_msgs/msg/String"
-# The goal source's defaults (sim_arm.GoalSourceNode): the in-process backend uses the same.
-GOAL_SOURCE_DEFAULTS = dict(goal_radius_min=1.0, goal_radius_max=5.5, goal_bearing_min=-math.pi / 2,
-                            goal_bearing_max=math.pi / 2, tolerance=0.1, timeout_s=5.0)
-GOAL_REPUBLISH_S = 0.1
-
-
-@dataclass
-class RecordingSummary:
-    bag: Path
-    task: str
-    goals_finished: int
-    goals_reached: int
-    message_counts: dict[str, int]
-    expert_modes: dict[str, int]
-    seconds: float
-
-    def text(self) -> str:
-        counts = ", ".join(f"{topic} {n}" for topic, n in sorted(self.message_counts.items()))
-        modes = ", ".join(f"{mode} {n}" for mode, n in self.expert_modes.items())
-        return (f"recorded {self.bag} ({self.task}): {self.goals_finished} goals finished, "
-                f"{self.goals_reached} reached, in {self.seconds:.1f} s\n  messages: {counts}\n"
-                f"  expert modes: {modes}")
-
-
-def command_topic(controller: str) -> str:
-    return f"/{controller.strip('/')}/commands"
-
-
-def topics_of(task: str, controller: str) -> list[tuple[str, str]]:
-    topics = [(JOINT_STATES, JOINT_STATE_TYPE), (GOAL, ARRAY_TYPE), (command_topic(controller), ARRAY_TYPE),
-              (GOAL_EVENTS, STRING_TYPE)]
-    if task == "multiroute":
-        topics.append((RESET, ARRAY_TYPE))
-    return topics
-
-
-def arm_preset(task: str) -> dict:
-    try:  # the presets belong with the pure dynamics; sim_arm (rclpy) held them first
-        from ebgan_mdn_ros.sim.arm_dynamics import ARM_PRESETS  # type: ignore[attr-defined]
-    except ImportError:
-        from ebgan_mdn_ros.node.sim_nodes import ARM_PRESETS
-    return dict(ARM_PRESETS[task])
-
-
-# ---- in-process backend: arm_dynamics in simulated time -------------------------------------------
-
-def _stamp(t_ns: int) -> dict:
-    return {"sec": int(t_ns // 1_000_000_000), "nanosec": int(t_ns % 1_000_000_000)}
-
-
-def _array(values) -> dict:
-    return {"layout": {"dim": [], "data_offset": 0}, "data": [float(v) for v in values]}
-
-
-def record_inprocess(task: str, goals: int, out: Path, seed: int = 0, rate_hz: float = 100.0,
-                     controller: str = "forward_position_controller", max_sim_seconds: float | None = None,
-                     start_ns: int | None = None) -> RecordingSummary:
-    """Run the expert against arm_dynamics in simulated time; messages in the order the ROS graph sends them.
-
-    Per tick (1 / rate_hz): the arm steps towards the last command and publishes its state; the
-    multi-route expert answers the state with a command; the goal source scores the state and,
-    when a goal ends, publishes the next (for multiroute after resetting the arm) and republishes
-    the current goal every 0.1 s; the IK expert answers each new goal. Each reaction is stamped
-    1 us after its cause.
-    """
-    from ebgan_mdn_ros.sim.arm_dynamics import ArmConfig, FirstOrderArm, GoalSchedule, TaskConfig
-
-    wall_start = time.monotonic()
-    rng = np.random.default_rng(seed)
-    preset = arm_preset(task)
-    arm = FirstOrderArm(ArmConfig(**preset))
-    schedule = GoalSchedule(TaskConfig(task=task, seed=seed, **GOAL_SOURCE_DEFAULTS))
-    expert = IKExpert(rng) if task == "ik_2link" else RouteExpert(rng)
-    joint_names = list(preset["joint_names"])
-    commands = command_topic(controller)
-    tick_ns = int(round(1e9 / rate_hz))
-    republish_ns = int(round(GOAL_REPUBLISH_S * 1e9))
-    t = time.time_ns() if start_ns is None else int(start_ns)
-    limit_ns = t + int((max_sim_seconds or goals * (GOAL_SOURCE_DEFAULTS["timeout_s"] + 1.0) + 5.0) * 1e9)
-    target = None
-    next_republish = None
-    with BagWriter(out) as bag:
-        for topic, type_name in topics_of(task, controller):
-            bag.add_topic(topic, type_name)
-
-        def send_goal(at: int) -> None:
-            nonlocal target
-            bag.write_message(GOAL, _array(schedule.goal), at)
-            if isinstance(expert, IKExpert):
-                answer = expert.on_goal(schedule.goal)
-                if answer is not None:
-                    target = answer
-                    bag.write_message(commands, _array(target), at + 1000)
-
-        def start_goal(at: int) -> None:
-            nonlocal target, next_republish
-            schedule.new_goal(at * 1e-9)
-            if schedule.start_position is not None:
-                bag.write_message(RESET, _array(schedule.start_position), at)
-                arm.reset(schedule.start_position)
-                target = None
-                expert.reset()
-                at += 1000
-            send_goal(at)
-            next_republish = at + republish_ns
-
-        while schedule.tally.attempted < goals and t < limit_ns:
-            t += tick_ns
-            arm.step(target, tick_ns * 1e-9)
-            bag.write_message(JOINT_STATES, {
-                "header": {"stamp": _stamp(t), "frame_id": ""}, "name": joint_names,
-                "position": arm.position.tolist(), "velocity": arm.velocity.tolist(), "effort": []}, t)
-            if isinstance(expert, RouteExpert) and schedule.goal is not None:
-                target = arm.position + expert.on_state(arm.position)
-                bag.write_message(commands, _array(target), t + 1000)
-            if schedule.goal is None and schedule.tally.attempted == 0:
-                start_goal(t + 2000)
-                continue
-            event = schedule.update(t * 1e-9, arm.position)
-            if event is not None:
-                tally = schedule.tally
-                bag.write_message(GOAL_EVENTS, {"data": json.dumps({
-                    "outcome": event.outcome, "goal": event.goal.round(4).tolist(), "seconds": round(event.seconds, 3),
-                    "error": round(event.error, 4), "mode": event.mode, "reached": tally.reached,
-                    "attempted": tally.attempted})}, t + 2000)
-                if tally.attempted < goals:
-                    start_goal(t + 3000)
-            elif next_republish is not None and t >= next_republish:
-                send_goal(t + 2000)
-                next_republish += republish_ns
-        counts = bag.message_counts
-    modes = expert.mode_counts if isinstance(expert, IKExpert) else expert.route_counts
-    return RecordingSummary(Path(out), task, schedule.tally.attempted, schedule.tally.reached, counts,
-                            dict(modes), time.monotonic() - wall_start)
+from ebgan_mdn_ros.sim.recording import (
+    ARRAY_TYPE, GOAL, GOAL_EVENTS, JOINT_STATE_TYPE, JOINT_STATES, RESET,
+    STRING_TYPE, TASK_ALIASES, RecordingSummary, command_topic, record_inprocess, topics_of)
+from ebgan_mdn_ros.tasks.expert import IKExpert, RouteExpert
 
 
 # ---- ROS backend: real nodes, raw subscriptions ---------------------------------------------------

@@ -25,19 +25,9 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from ebgan_mdn_ros.node import conversions
-from ebgan_mdn_ros.sim.arm_dynamics import ArmConfig, FirstOrderArm, GoalSchedule, TaskConfig, TrajectoryTarget
-from ebgan_mdn_ros.node.policy_node import make_executor, spin
+from ebgan_mdn_ros.sim.arm_dynamics import ARM_PRESETS, ArmConfig, FirstOrderArm, GoalSchedule, TaskConfig, TrajectoryTarget
+from ebgan_mdn_ros.node.executors import make_executor, spin
 
-# Joints, limits and start pose of the arm each task runs on.
-# The gantry is fast: a multi-route action is a displacement of up to 2 m per decision.
-ARM_PRESETS = {
-    "ik_2link": dict(joint_names=("shoulder", "elbow"), position_lower=(-math.pi, -math.pi),
-                     position_upper=(math.pi, math.pi), initial_position=(0.3, 1.2),
-                     time_constant_s=0.05, max_velocity=4.0),
-    "multiroute": dict(joint_names=("x_joint", "y_joint"), position_lower=(-2.0, -2.0),
-                       position_upper=(22.0, 22.0), initial_position=(0.0, 0.0),
-                       time_constant_s=0.02, max_velocity=40.0),
-}
 RESET_TOPIC = "sim_arm/reset_position"  # multiroute episodes restart the gantry here
 RUNNING, STOPPING, MOVING = "running", "stopping", "moving"
 RESTART_PATIENCE_S = 2.0  # s to wait for the policy or the arm during an episode restart
@@ -121,14 +111,15 @@ class GoalSourceNode(Node):
     def __init__(self, **kwargs):
         super().__init__("goal_source", **kwargs)
         declare = self.declare_parameter
+        defaults = TaskConfig()
         self.schedule = GoalSchedule(TaskConfig(
             task=declare("task", "ik_2link").value,
-            goal_radius_min=declare("goal_radius_min", 1.0).value,   # m
-            goal_radius_max=declare("goal_radius_max", 5.5).value,   # m
-            goal_bearing_min=declare("goal_bearing_min", -math.pi / 2).value,  # rad
-            goal_bearing_max=declare("goal_bearing_max", math.pi / 2).value,   # rad
-            tolerance=declare("tolerance", 0.1).value,               # m, end-effector error
-            timeout_s=declare("timeout_s", 5.0).value,               # s per goal
+            goal_radius_min=declare("goal_radius_min", defaults.goal_radius_min).value,   # m
+            goal_radius_max=declare("goal_radius_max", defaults.goal_radius_max).value,   # m
+            goal_bearing_min=declare("goal_bearing_min", defaults.goal_bearing_min).value,  # rad
+            goal_bearing_max=declare("goal_bearing_max", defaults.goal_bearing_max).value,  # rad
+            tolerance=declare("tolerance", defaults.tolerance).value,               # m, end-effector error
+            timeout_s=declare("timeout_s", defaults.timeout_s).value,               # s per goal
             seed=declare("seed", 0).value))
         policy = declare("policy_node", "policy_node").value         # whose ~/stop, ~/start, ~/reset to call
         # Each IK goal is a new query: let the policy draw its elbow mode afresh instead of keeping the

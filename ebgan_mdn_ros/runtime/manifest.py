@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from ebgan_mdn_ros.config_base import ConfigError, from_dict, to_dict
+from ebgan_mdn_ros.spec import ACTION_KINDS
 
 MANIFEST_FORMAT = "ebgan-mdn-model/1"
 MANIFEST_FILE = "manifest.json"
-ACTION_KINDS = ("absolute", "delta")  # as checkpoint.ACTION_KINDS, repeated here to stay torch-free
 ENERGY_SOURCES = ("network", "mixture_negative_log_density")
 DTYPES = ("float32", "int64")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")

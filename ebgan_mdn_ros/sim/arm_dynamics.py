@@ -13,7 +13,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ebgan_mdn_ros.tasks.planar_arm import (
+    GOAL_BEARING_RANGE, GOAL_RADIUS_RANGE, LINK_LENGTHS, elbow_mode, planar_forward_kinematics)
+
 TASKS = ("ik_2link", "multiroute")
+
+# Joints, limits and start pose of the arm each task runs on.
+# The gantry is fast: a multi-route action is a displacement of up to 2 m per decision.
+ARM_PRESETS = {
+    "ik_2link": dict(joint_names=("shoulder", "elbow"), position_lower=(-math.pi, -math.pi),
+                     position_upper=(math.pi, math.pi), initial_position=(0.3, 1.2),
+                     time_constant_s=0.05, max_velocity=4.0),
+    "multiroute": dict(joint_names=("x_joint", "y_joint"), position_lower=(-2.0, -2.0),
+                       position_upper=(22.0, 22.0), initial_position=(0.0, 0.0),
+                       time_constant_s=0.02, max_velocity=40.0),
+}
 
 
 @dataclass(frozen=True)
@@ -86,55 +100,15 @@ class TrajectoryTarget:
         return np.array([np.interp(now, self._times, column) for column in self._points.T])
 
 
-def planar_forward_kinematics(joint_position, link_lengths=(3.0, 3.0)) -> np.ndarray:
-    """End-effector (x, y) [..., 2] in m of a planar 2-link arm from (shoulder, elbow) [..., 2] in rad.
-
-    The one forward kinematics of the project: the simulated arm, the IK task, its metrics and the
-    scripted expert all use it.
-    """
-    angles = np.asarray(joint_position, dtype=np.float64)
-    l1, l2 = link_lengths
-    shoulder, elbow = angles[..., 0], angles[..., 1]
-    return np.stack([l1 * np.cos(shoulder) + l2 * np.cos(shoulder + elbow),
-                     l1 * np.sin(shoulder) + l2 * np.sin(shoulder + elbow)], -1)
-
-
-def wrap_angle(angle):
-    """Into [-pi, pi): the planar arm's joint range."""
-    return (np.asarray(angle) + math.pi) % (2.0 * math.pi) - math.pi
-
-
-def planar_inverse_kinematics(targets, elbow_sign: float, link_lengths=(3.0, 3.0)) -> np.ndarray:
-    """(shoulder, elbow) [..., 2] in rad that put the end effector on ``targets`` [..., 2].
-
-    cos(elbow) = (r^2 - l1^2 - l2^2) / (2 l1 l2), elbow taking the sign of ``elbow_sign`` (+ is
-    "elbow_up"); shoulder = bearing - atan2(l2 sin(elbow), l1 + l2 cos(elbow)), wrapped into
-    [-pi, pi). A target outside the reachable annulus gets the closest pose (stretched or folded).
-    """
-    targets = np.asarray(targets, dtype=np.float64)
-    l1, l2 = link_lengths
-    x, y = targets[..., 0], targets[..., 1]
-    cosine = (x * x + y * y - l1 * l1 - l2 * l2) / (2.0 * l1 * l2)
-    elbow = np.copysign(np.arccos(np.clip(cosine, -1.0, 1.0)), elbow_sign)
-    shoulder = np.arctan2(y, x) - np.arctan2(l2 * np.sin(elbow), l1 + l2 * np.cos(elbow))
-    return np.stack([wrap_angle(shoulder), elbow], -1)
-
-
-def elbow_mode(joint_position) -> str:
-    """The sign of the elbow angle, named as the trainer's metrics and tasks name it (positive = up)."""
-    return "elbow_up" if joint_position[1] > 0 else "elbow_down"
-
-
 @dataclass(frozen=True)
 class TaskConfig:
     task: str = "ik_2link"
-    link_lengths: tuple[float, float] = (3.0, 3.0)   # m (ik_2link)
-    # Goals where the shipped model was trained (tasks.IK_RADIUS_RANGE, right half plane): elsewhere a
-    # goal would test extrapolation, not the node.
-    goal_radius_min: float = 1.0                     # m, annulus of goals (ik_2link)
-    goal_radius_max: float = 5.5
-    goal_bearing_min: float = -math.pi / 2           # rad
-    goal_bearing_max: float = math.pi / 2
+    link_lengths: tuple[float, float] = LINK_LENGTHS  # m (ik_2link)
+    # Goals where the shipped model was trained: elsewhere a goal would test extrapolation, not the node.
+    goal_radius_min: float = GOAL_RADIUS_RANGE[0]     # m, annulus of goals (ik_2link)
+    goal_radius_max: float = GOAL_RADIUS_RANGE[1]
+    goal_bearing_min: float = GOAL_BEARING_RANGE[0]   # rad
+    goal_bearing_max: float = GOAL_BEARING_RANGE[1]
     tolerance: float = 0.1                           # m: end-effector error that counts as reached (ik_2link)
     goal_box_lower: tuple[float, float] = (19.0, 19.0)  # m (multiroute)
     goal_box_upper: tuple[float, float] = (21.0, 21.0)

@@ -14,20 +14,16 @@ from typing import Callable
 
 import numpy as np
 
-from ebgan_mdn_ros.sim.arm_dynamics import planar_forward_kinematics, planar_inverse_kinematics
-from ebgan_mdn_ros.training.checkpoint import PolicySpec
+from ebgan_mdn_ros.tasks.planar_arm import GOAL_RADIUS_RANGE, LINK_LENGTHS, planar_forward_kinematics, planar_inverse_kinematics
+from ebgan_mdn_ros.spec import PolicySpec
 from ebgan_mdn_ros.tasks.routes import (ARENA, GOAL_BOX, MAX_STEP, ROUTE_GOAL, ROUTE_MERGE, ROUTE_RADIUS, ROUTE_VIA_POINTS,
                      nearest_routes)
 
 CURVE_NOISE = 0.02
 CURVE_SAMPLES = 500
 CURVE_MODE_TOLERANCE = 0.075
-IK_LINK_LENGTH = 3.0
 IK_TARGETS = 2000
 IK_SUCCESS_TOLERANCE = 0.1
-# Targets cover the whole annulus between these radii: inside 1 the elbow folds nearly flat, beyond
-# 5.5 the two elbow solutions merge into one (straight arm).
-IK_RADIUS_RANGE = (1.0, 5.5)
 GRID_STD = math.sqrt(0.03)
 GRID_MODE_TOLERANCE = 0.5  # about 3 std: a true sample is farther than this 1.5 % of the time
 
@@ -105,23 +101,23 @@ def _curve_task(name: str) -> Task:
 
 # ---- planar 2-link inverse kinematics --------------------------------------------------------
 
-def forward_kinematics(angles: np.ndarray, link: float = IK_LINK_LENGTH) -> np.ndarray:
+def forward_kinematics(angles: np.ndarray) -> np.ndarray:
     """Joint angles [..., 2] (shoulder, elbow) -> end-effector position [..., 2] (equal links)."""
-    return planar_forward_kinematics(angles, (link, link))
+    return planar_forward_kinematics(angles, LINK_LENGTHS)
 
 
-def inverse_kinematics(targets: np.ndarray, link: float = IK_LINK_LENGTH) -> np.ndarray:
+def inverse_kinematics(targets: np.ndarray) -> np.ndarray:
     """Targets [T, 2] -> both solutions [T, 2 (elbow +, elbow -), 2 (shoulder, elbow)].
 
     With equal links the elbow angle is +-2 acos(r / 2l) and the shoulder sits half of it off the
     target's bearing. The shoulder is wrapped into [-pi, pi): targets behind the base (bearing near
     +-pi) have their shoulder solution cut at the wrap, as a real joint-angle data set would.
     """
-    return np.stack([planar_inverse_kinematics(targets, sign, (link, link)) for sign in (1.0, -1.0)], 1)
+    return np.stack([planar_inverse_kinematics(targets, sign, LINK_LENGTHS) for sign in (1.0, -1.0)], 1)
 
 
 def _ik_targets(count: int, rng: np.random.Generator) -> np.ndarray:
-    low, high = IK_RADIUS_RANGE
+    low, high = GOAL_RADIUS_RANGE
     radius = np.sqrt(rng.uniform(low ** 2, high ** 2, count))  # uniform over the annulus' area
     bearing = rng.uniform(-math.pi, math.pi, count)
     return np.stack([radius * np.cos(bearing), radius * np.sin(bearing)], -1)
@@ -145,7 +141,7 @@ def _ik_task() -> Task:
                       action_low=(-math.pi, -math.pi), action_high=(math.pi, math.pi))
     return Task("ik", "ik", conditions.astype(np.float32), actions.astype(np.float32), spec,
                 test.astype(np.float32), IK_SUCCESS_TOLERANCE, inverse_kinematics, sample_true,
-                f"2-link IK, links {IK_LINK_LENGTH}, {IK_TARGETS} targets x both elbow solutions")
+                f"2-link IK, links {LINK_LENGTHS}, {IK_TARGETS} targets x both elbow solutions")
 
 
 # ---- multi-route planning (the BeT benchmark) ------------------------------------------------

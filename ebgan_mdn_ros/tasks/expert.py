@@ -18,13 +18,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ebgan_mdn_ros.sim.arm_dynamics import planar_inverse_kinematics
+from ebgan_mdn_ros.tasks.planar_arm import ELBOW_MODES, LINK_LENGTHS, planar_inverse_kinematics
 from ebgan_mdn_ros.tasks.routes import MAX_STEP as MAX_DISPLACEMENT
 from ebgan_mdn_ros.tasks.routes import ROUTE_GOAL, ROUTE_MERGE, ROUTE_NAMES, ROUTE_VIA_POINTS
 
-LINK_LENGTHS = (3.0, 3.0)                       # m
-ELBOW_MODES = ("elbow_up", "elbow_down")        # elbow angle > 0, < 0: the names arm_dynamics.elbow_mode
-                                                # and tasks.inverse_kinematics use
 
 
 def inverse_kinematics(goal, mode: str, link_lengths=LINK_LENGTHS) -> np.ndarray:

@@ -9,7 +9,6 @@ training config as a plain dict), metrics (dict, possibly empty), train_seconds.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,54 +16,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from ebgan_mdn_ros.spec import PolicySpec
 from ebgan_mdn_ros.training.networks import Normalizer, build_model
 
 CHECKPOINT_FORMAT = "ebgan-mdn-checkpoint/1"
-ACTION_KINDS = ("absolute", "delta")
-
-
-@dataclass(frozen=True)
-class PolicySpec:
-    """What a policy reads and writes, in raw units.
-
-    condition_names: one per condition dimension. The node assembles the condition from these:
-      "<joint>.position" / "<joint>.velocity" from sensor_msgs/JointState, "goal.<i>" from the goal topic.
-    action_names: one per action dimension (joint names for a joint-space policy).
-    action_low/high: the action box (uniform negatives are drawn in it; the runtime clamps to it).
-    action_kind: "absolute" (action = joint target) or "delta" (joint target = position + action).
-    """
-    condition_names: tuple[str, ...]
-    action_names: tuple[str, ...]
-    action_low: tuple[float, ...]
-    action_high: tuple[float, ...]
-    action_kind: str = "absolute"
-
-    def __post_init__(self):
-        if len(self.action_low) != len(self.action_names) or len(self.action_high) != len(self.action_names):
-            raise ValueError(f"action_low/high must have {len(self.action_names)} entries (one per action name)")
-        if any(lo >= hi for lo, hi in zip(self.action_low, self.action_high)):
-            raise ValueError(f"action_low {self.action_low} must be below action_high {self.action_high}")
-        if self.action_kind not in ACTION_KINDS:
-            raise ValueError(f"action_kind: {self.action_kind!r} is unknown, expected one of {ACTION_KINDS}")
-        if len(set(self.condition_names)) != len(self.condition_names) or len(set(self.action_names)) != len(self.action_names):
-            raise ValueError("condition_names and action_names must be unique")
-
-    @property
-    def condition_dim(self) -> int:
-        return len(self.condition_names)
-
-    @property
-    def action_dim(self) -> int:
-        return len(self.action_names)
-
-    def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "PolicySpec":
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
-
-
 @dataclass
 class Checkpoint:
     method: str

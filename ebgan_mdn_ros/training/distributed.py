@@ -44,7 +44,8 @@ from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 from torch.nn.parallel import DistributedDataParallel
 
 from ebgan_mdn_ros.training import trainer
-from ebgan_mdn_ros.training.checkpoint import Checkpoint, PolicySpec, save_checkpoint
+from ebgan_mdn_ros.spec import PolicySpec
+from ebgan_mdn_ros.training.checkpoint import Checkpoint, save_checkpoint
 from ebgan_mdn_ros.config_base import to_dict
 from ebgan_mdn_ros.training.config import TrainConfig
 

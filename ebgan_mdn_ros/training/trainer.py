@@ -19,7 +19,8 @@ from torch import nn
 from tqdm import tqdm
 
 from ebgan_mdn_ros.training import objectives as obj
-from ebgan_mdn_ros.training.checkpoint import Checkpoint, PolicySpec, save_checkpoint
+from ebgan_mdn_ros.spec import PolicySpec
+from ebgan_mdn_ros.training.checkpoint import Checkpoint, save_checkpoint
 from ebgan_mdn_ros.config_base import to_dict
 from ebgan_mdn_ros.training.mixture import sample_mixture
 from ebgan_mdn_ros.training.networks import EnergyMLP, MixtureDensityNetwork, MLPPolicy, Normalizer
