@@ -215,13 +215,14 @@ def breakdown(model: Path, args, num_candidates: int) -> str:
             msg.header.stamp = node.get_clock().now().to_msg()
             msg.position = [0.1 + 0.05 * math.sin(i * 1e-3 + j) for j in range(7)]
             t0 = clock()
-            reading = node._assembler.read_joints(msg.name, msg.position, msg.velocity)
-            goal = node._assembler.check_goal(node._goal)
-            condition = node._assembler.condition(reading, goal)
+            loop = node._loop
+            reading = loop.assembler.read_joints(msg.name, msg.position, msg.velocity)
+            goal = loop.assembler.check_goal(node._goal)
+            condition = loop.assembler.condition(reading, goal)
             t1 = clock()
             decision = node.runtime.decide(condition, None)
             t2 = clock()
-            result = node._safety.filter(decision.action, reading.position, 0.0, decision.trusted, 0.001)
+            result = loop._safety.filter(decision.action, reading.position, 0.0, decision.trusted, 0.001)
             t3 = clock()
             node._publish_command(result.command)
             t4 = clock()

@@ -44,8 +44,9 @@ from ebgan_mdn_ros.msg import Candidates, Decision
 from ebgan_mdn_ros.node.parameters import (
     NodeConfig, config_from_parameters, parameter_values, resolve_model_directory)
 from ebgan_mdn_ros.paths import package_share_directories
-from ebgan_mdn_ros.control.safety_filter import SafetyConfig, SafetyFilter
-from ebgan_mdn_ros.control.state_assembly import Rejected, StateAssembler
+from ebgan_mdn_ros.control.decision_loop import DecisionLoop
+from ebgan_mdn_ros.control.safety_filter import SafetyConfig
+from ebgan_mdn_ros.control.state_assembly import StateAssembler
 
 NODE_NAME = "policy_node"
 # Parameters that may change while running; the rest need a restart (they shape sessions and topics).
@@ -73,13 +74,10 @@ class PolicyNode(Node):
 
         self._running = c.autostart
         self._dry_run = c.dry_run
-        self._needs_seed = True          # the first command starts from the measured position (no jump)
-        self._previous_action: np.ndarray | None = None
         self._state: JointState | None = None
         self._state_received = 0.0       # perf_counter at receipt
         self._answered: JointState | None = None
         self._goal: np.ndarray | None = None
-        self._last_command_time: float | None = None
         self._last_decision = None
         self._last_reject = ""
         self.states_rejected = 0
@@ -161,25 +159,26 @@ class PolicyNode(Node):
             self.config.joint_names, action_kind=self.runtime.manifest.action_kind if swapping else None,
             latency_budget_s=self.config.swap_budget_s if swapping else None)(runtime)
 
-    def _use_model(self, runtime) -> None:
-        """Adopt ``runtime`` (start-up or swap; between decisions, never inside one)."""
-        c, manifest = self.config, runtime.manifest
-        self.runtime = runtime
-        self._assembler = StateAssembler(manifest.condition_names, c.joint_names)
-        self._delta = manifest.action_kind == "delta"
+    def _safety_config(self, manifest) -> SafetyConfig:
+        c = self.config
         if c.position_lower:
             lower, upper = c.position_lower, c.position_upper
-        elif not self._delta:
+        elif manifest.action_kind != "delta":
             lower, upper = tuple(manifest.action_low), tuple(manifest.action_high)
         else:
             raise ModelRejected("a delta-action model needs position_lower/position_upper parameters")
-        previous = getattr(self, "_safety", None)
-        self._safety = SafetyFilter(SafetyConfig(
-            position_lower=lower, position_upper=upper, max_step=c.max_step, max_velocity=c.max_velocity,
-            state_timeout_s=c.state_timeout_s, hold_on_untrusted=c.hold_on_untrusted), c.joint_names)
-        if previous is not None and previous.previous_command is not None:
-            self._safety.reset(previous.previous_command)  # a swap continues from the last command
-            self._safety.counters.update(previous.counters)
+        return SafetyConfig(position_lower=lower, position_upper=upper, max_step=c.max_step,
+                            max_velocity=c.max_velocity, state_timeout_s=c.state_timeout_s,
+                            hold_on_untrusted=c.hold_on_untrusted)
+
+    def _use_model(self, runtime) -> None:
+        """Adopt ``runtime`` (start-up or swap; between decisions, never inside one)."""
+        self.runtime = runtime
+        safety = self._safety_config(runtime.manifest)
+        if getattr(self, "_loop", None) is None:
+            self._loop = DecisionLoop(runtime, self.config.joint_names, safety)
+        else:
+            self._loop.adopt(runtime, safety)  # a swap continues from the last command
 
     def _set_model_fields(self) -> None:
         manifest = self.runtime.manifest
@@ -202,7 +201,6 @@ class PolicyNode(Node):
         if event.ok:
             self._use_model(self._swapper.active)
             self.runtime.reset()
-            self._previous_action = None
             self._set_model_fields()
             self.get_logger().info(f"model {event.kind}: now serving {event.model_dir} "
                                    f"(version {self.runtime.manifest.model_version})")
@@ -242,31 +240,14 @@ class PolicyNode(Node):
         if not self._running or msg is None or msg is self._answered:
             return
         self._answered = msg
-        assembler = self._assembler
-        reading = assembler.read_joints(msg.name, msg.position, msg.velocity)
-        if isinstance(reading, Rejected):
-            self._reject(reading.reason)
-            return
-        goal = assembler.check_goal(self._goal)
-        if isinstance(goal, Rejected):
-            self._reject(goal.reason)
-            return
-        if self._needs_seed:
-            self._safety.reset(reading.position)
-            self._needs_seed = False
-        condition = assembler.condition(reading, goal)
-        # Continuity is measured against what the arm was last told: the previous command for joint
-        # targets (the measured pose right after a seed), the previous action for deltas.
-        previous = self._previous_action if self._delta else self._safety.previous_command
-        decision = self.runtime.decide(condition, previous)
-        self._previous_action = decision.action
-        target = reading.position + decision.action if self._delta else decision.action
         now = time.perf_counter()
-        dt = now - self._last_command_time if self._last_command_time is not None else 0.0
-        result = self._safety.filter(target, reading.position, self._state_age(msg), decision.trusted, dt)
+        result = self._loop.step(msg.name, msg.position, msg.velocity, self._goal, self._state_age(msg), now)
+        if result.rejected:
+            self._reject(result.rejected)
+            return
+        decision = result.decision
         note, published = result.note, None
         if result.command is not None:
-            self._last_command_time = now
             if self._dry_run:
                 note = f"dry_run,{note}" if note else "dry_run"
             else:
@@ -310,8 +291,8 @@ class PolicyNode(Node):
     # -- services and parameters ---------------------------------------------------------------------
     def _srv_start(self, request, response):
         """Start (or restart) deciding as a new episode: no kept mode, seeded from the next measured state."""
-        self.runtime.reset()
-        self._running, self._needs_seed, self._previous_action, self._answered = True, True, None, self._state
+        self._loop.new_episode()
+        self._running, self._answered = True, self._state
         response.success, response.message = True, "deciding" + (" (dry run: no commands)" if self._dry_run else "")
         return response
 
@@ -321,8 +302,8 @@ class PolicyNode(Node):
         return response
 
     def _srv_reset(self, request, response):
-        self.runtime.reset()
-        self._previous_action, self._needs_seed, self._answered = None, True, None
+        self._loop.new_episode()
+        self._answered = None
         response.success, response.message = True, "runtime reset; next command starts from the measured position"
         return response
 
@@ -359,7 +340,8 @@ class PolicyNode(Node):
                 if not self._swapper.request(directory):
                     self.get_logger().error(f"model_directory {directory}: refused, another model is still loading")
             elif p.name == "dry_run" and p.value != self._dry_run:
-                self._dry_run, self._needs_seed = p.value, True
+                self._dry_run = p.value
+                self._loop.reseed()
                 self.get_logger().warning("dry run: no commands" if p.value else "commanding the arm")
 
     # -- diagnostics -----------------------------------------------------------------------------------
@@ -392,7 +374,7 @@ class PolicyNode(Node):
             "best_energy": float(decision.energy) if decision is not None else math.nan,
             "energy_gap": float(decision.energy_gap) if decision is not None else math.nan,
         }
-        values.update({f"safety_{k}": v for k, v in self._safety.counters.items()})
+        values.update({f"safety_{k}": v for k, v in self._loop.safety_counters.items()})
         status = conversions.diagnostic_status(f"{self.get_name()}: policy", self.get_fully_qualified_name(),
                                                level, message, values)
         array = DiagnosticArray(status=[status])
