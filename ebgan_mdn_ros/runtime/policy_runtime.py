@@ -1,14 +1,10 @@
 """PolicyRuntime: one call per control step, numpy in, Decision out. No rclpy, no torch.
 
 A step (method.md section 5): one generator forward gives the mixture; K candidates are drawn with
-seeded noise and scored with one batched energy forward; one is chosen:
-- "mode_first" (default): the component is drawn with probability pi_k, or the previous decision's
-  component is kept while its weight stays >= keep_mode_min_weight (stickiness); all K candidates
-  come from it and the lowest score wins. Multi-modal across episodes, no hopping within one.
-- "lowest_energy": argmin over K whole-mixture candidates (deterministic in the mode; compared only).
-- "importance": one of K whole-mixture candidates drawn with weight exp(-score/T) / q.
-score = energy + continuity_weight * ||candidate - previous_action||^2. A decision whose chosen
-energy is above the threshold (or not finite) is marked untrusted; the caller holds.
+seeded noise and scored with one batched energy forward; one is chosen by the rule in selection.py
+("mode_first", the default, keeps the previous decision's component while its weight stays >=
+keep_mode_min_weight when stickiness is on). A decision whose chosen energy is above the threshold
+(or not finite) is marked untrusted; the caller holds.
 
 With the fused graph (decision.onnx) a step is one session run: sampling happens inside the graph
 from noise passed in, so with the CUDA provider it stays on the device. Inputs and outputs are bound
@@ -24,9 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ebgan_mdn_ros.runtime import reranker
-
-from ebgan_mdn_ros.runtime import sampler
+from ebgan_mdn_ros.runtime import sampler, selection
 from ebgan_mdn_ros.config_base import ConfigError, require
 from ebgan_mdn_ros.runtime.manifest import Manifest, load_manifest
 from ebgan_mdn_ros.runtime.model_loader import LoadedModel, ModelValidationError, load_model
@@ -53,8 +47,8 @@ class RuntimeConfig:
         if isinstance(self.providers, list):
             object.__setattr__(self, "providers", tuple(self.providers))
         _integer(self.num_candidates, "num_candidates", 1)
-        require(self.selection in reranker.SELECTION_RULES, "selection", self.selection,
-                f"one of {reranker.SELECTION_RULES}")
+        require(self.selection in selection.SELECTION_RULES, "selection", self.selection,
+                f"one of {selection.SELECTION_RULES}")
         _number(self.continuity_weight, "continuity_weight", ">= 0", lambda v: v >= 0)
         require(isinstance(self.stickiness, bool), "stickiness", self.stickiness, "true or false")
         _number(self.keep_mode_min_weight, "keep_mode_min_weight", "in [0, 1]", lambda v: 0 <= v <= 1)
@@ -175,36 +169,36 @@ class PolicyRuntime:
             raise ValueError(f"condition has shape {condition.shape}, the model reads "
                              f"({self.manifest.condition_size},) = {list(self.manifest.condition_names)}")
         self._condition[0] = condition
-        mode_first = self.config.selection == "mode_first"
-        previous = self._previous_component if (mode_first and self.config.stickiness) else -1
+        rule = self.config.selection
         # The same draws in the same order every step, whatever the path, so a seed fixes the sequence.
         self._rng.random(out=self._uniforms[0], dtype=np.float32)
         self._rng.standard_normal(out=self._noise[0], dtype=np.float32)
         self._selection_uniform[0] = self._rng.random()
-        if mode_first:
-            self._uniforms[0, 1:] = self._uniforms[0, 0]  # one component draw for all K candidates
-        self._previous[0] = previous
+        self._previous[0] = self._previous_component if self.config.stickiness else -1
+        selection.graph_inputs(rule, self._uniforms, self._previous)
         if self.uses_fused_graph:
             self._decision_run()
         else:
-            self._two_session_step(mode_first, previous)
+            self._two_session_step(rule)
 
         with_continuity = self.config.continuity_weight > 0 and previous_action is not None
         if with_continuity:
             self._previous_action[0] = previous_action
-        scores = reranker.scores(self._energies, self._candidates, self._previous_action if with_continuity else None,
-                                 self.config.continuity_weight, out=self._scores)
-        if self.config.selection == "importance":
+        log_q = None
+        if rule == "importance":
             log_q = sampler.mixture_log_density(self._logits, self._means, self._scales, self._candidates)
-            chosen = reranker.importance_resample(scores, log_q, self._selection_uniform, self.config.temperature)
-        else:
-            chosen = reranker.lowest_score(scores)
+        chosen = selection.choose(rule, self._energies, candidates=self._candidates,
+                                  previous_action=self._previous_action if with_continuity else None,
+                                  continuity_weight=self.config.continuity_weight, log_q=log_q,
+                                  uniform=self._selection_uniform, temperature=self.config.temperature,
+                                  out=self._scores)
         chosen_index = int(chosen[0])
         chosen_component = int(self._components[0, chosen_index])
         energy = float(self._energies[0, chosen_index])
         trusted = math.isfinite(energy) and (self.energy_threshold is None or energy <= self.energy_threshold)
         # mode first draws every candidate from one component: there is no other to compare with
-        gap = math.nan if mode_first else float(reranker.energy_gap(self._energies, self._components, chosen)[0])
+        gap = math.nan if rule == "mode_first" else float(selection.energy_gap(self._energies, self._components,
+                                                                                chosen)[0])
         self._previous_component = chosen_component
         return Decision(
             action=self._candidates[0, chosen_index].astype(np.float64),
@@ -213,18 +207,13 @@ class PolicyRuntime:
             components=self._components[0].copy(), chosen_index=chosen_index, chosen_component=chosen_component,
             trusted=trusted, energy=energy, energy_gap=gap, inference_seconds=time.perf_counter() - start)
 
-    def _two_session_step(self, mode_first: bool, previous: int) -> None:
-        """The decision graph's work done with two sessions and sampler.py in between."""
+    def _two_session_step(self, rule: str) -> None:
+        """The decision graph's work done with two sessions and the reference draw in between."""
         self._generator_run()
-        probs = sampler.mixture_weights(self._logits)
-        if mode_first:
-            component = sampler.choose_components(probs, self._uniforms[:, 0], self._previous,
-                                                  self.config.keep_mode_min_weight)
-            self._components[0] = component[0]
-        else:
-            self._components[...] = sampler.draw_components(probs, self._uniforms)
-        sampler.draw_candidates(self._means, self._scales, self._components, self._noise, out=self._candidates)
-        np.clip(self._candidates, self._low, self._high, out=self._candidates)
+        _, components = selection.draw(rule, self._logits, self._means, self._scales, self._uniforms, self._noise,
+                                       self._low, self._high, self._previous, self.config.keep_mode_min_weight,
+                                       out=self._candidates)
+        self._components[...] = components
         self._energy_run()
 
     def reset(self) -> None:

@@ -2,13 +2,32 @@
 
 Shapes: B conditions, M components, K candidates, A action dims. All randomness comes in as
 arguments (uniforms, noise), so a decision is reproducible from its seed and the same functions
-serve the evaluator (many conditions) and the runtime (one condition per tick).
+serve the evaluator (many conditions) and the runtime (one condition per tick). How a selection
+rule uses them is selection.py's business.
+
+Components are Gaussian or Laplace (training's model.distribution): only the unit noise and the
+density differ, a candidate is mean + scale * noise either way.
 """
 from __future__ import annotations
 
 import numpy as np
 
 LOG_2PI = float(np.log(2.0 * np.pi))
+LOG_2 = float(np.log(2.0))
+DISTRIBUTIONS = ("gaussian", "laplace")
+
+
+def _check_distribution(distribution: str) -> None:
+    if distribution not in DISTRIBUTIONS:
+        raise ValueError(f"distribution: {distribution!r} is unknown, expected one of {DISTRIBUTIONS}")
+
+
+def unit_noise(rng: np.random.Generator, shape: tuple[int, ...], distribution: str = "gaussian") -> np.ndarray:
+    """Zero-location, unit-scale noise of the components' family (float64)."""
+    _check_distribution(distribution)
+    if distribution == "gaussian":
+        return rng.standard_normal(shape)
+    return rng.laplace(0.0, 1.0, shape)
 
 
 def mixture_weights(logits: np.ndarray) -> np.ndarray:
@@ -67,14 +86,18 @@ def draw_candidates(means: np.ndarray, scales: np.ndarray, components: np.ndarra
     return out
 
 
-def mixture_log_density(logits: np.ndarray, means: np.ndarray, scales: np.ndarray,
-                        candidates: np.ndarray) -> np.ndarray:
-    """Exact Gaussian-mixture log q(candidate | x): [B,M], [B,M,A], [B,M,A], [B,K,A] -> [B,K]."""
+def mixture_log_density(logits: np.ndarray, means: np.ndarray, scales: np.ndarray, candidates: np.ndarray,
+                        distribution: str = "gaussian") -> np.ndarray:
+    """Exact mixture log q(candidate | x): [B,M], [B,M,A], [B,M,A], [B,K,A] -> [B,K]."""
+    _check_distribution(distribution)
     log_weights = np.log(mixture_weights(logits))  # [B,M]
     diff = (candidates[:, :, None, :] - means[:, None, :, :]) / scales[:, None, :, :]  # [B,K,M,A]
     action_dim = means.shape[-1]
-    log_comp = (-0.5 * np.sum(diff * diff, axis=-1) - np.sum(np.log(scales), axis=-1)[:, None, :]
-                - 0.5 * action_dim * LOG_2PI)  # [B,K,M]
+    log_scales = np.sum(np.log(scales), axis=-1)[:, None, :]
+    if distribution == "gaussian":
+        log_comp = -0.5 * np.sum(diff * diff, axis=-1) - log_scales - 0.5 * action_dim * LOG_2PI  # [B,K,M]
+    else:
+        log_comp = -np.sum(np.abs(diff), axis=-1) - log_scales - action_dim * LOG_2
     joint = log_comp + log_weights[:, None, :]
     peak = joint.max(axis=-1, keepdims=True)
     return (peak + np.log(np.exp(joint - peak).sum(axis=-1, keepdims=True)))[..., 0]
