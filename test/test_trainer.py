@@ -111,6 +111,19 @@ def test_yaml_method_sections_and_overrides(tmp_path):
         load_train_config(path)
 
 
+def test_yaml_task_sections_apply_before_the_method_sections(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model: {num_components: 2}\ntasks:\n  lines: {model: {num_components: 3}, optim: {epochs: 4}}\n"
+                    "methods:\n  rnce: {optim: {epochs: 9}}\n")
+    assert load_train_config(path, {"task": "circle"}).model.num_components == 2
+    assert load_train_config(path, {"task": "lines"}).model.num_components == 3
+    assert load_train_config(path, {"task": "lines", "method": "mdn"}).optim.epochs == 4
+    assert load_train_config(path, {"task": "lines", "method": "rnce"}).optim.epochs == 9
+    path.write_text("tasks:\n  line: {model: {num_components: 3}}\n")
+    with pytest.raises(ConfigError, match="unknown task.*line"):
+        load_train_config(path)
+
+
 def test_parse_override_reads_numbers_lists_and_strings():
     assert parse_override("optim.generator_lr=1e-3") == ("optim.generator_lr", 1e-3)
     assert parse_override("model.generator_hidden=[32, 32]") == ("model.generator_hidden", [32, 32])

@@ -9,14 +9,20 @@ from ebgan_mdn_ros.config_base import ConfigError
 from ebgan_mdn_ros.paths import package_share_directories
 from ebgan_mdn_ros.spec import ACTION_KINDS
 
-HELP = "Train a policy on a benchmark task or a demonstrations file."
 CONFIG_DIRS = (Path.cwd() / "config" / "train", *(share / "config" / "train" for share in package_share_directories()))
 
 
 def default_config_path(task: str, method: str) -> Path | None:
-    """config/train/<task>-<method>.yaml, else config/train/<task>.yaml, else None (built-in defaults)."""
+    """config/train/<task>-<method>.yaml, else <task>.yaml, else <kind>.yaml, else None (built-in defaults).
+
+    A kind's file (curve.yaml) serves every task of that kind; what differs per task is in its `tasks:` section.
+    """
+    names = [f"{task}-{method}.yaml", f"{task}.yaml"]
+    from ebgan_mdn_ros.tasks.catalog import get_task, task_names
+    if task in task_names():
+        names.append(f"{get_task(task).kind}.yaml")
     for directory in CONFIG_DIRS:
-        for name in (f"{task}-{method}.yaml", f"{task}.yaml"):
+        for name in names:
             if (directory / name).is_file():
                 return directory / name
     return None

@@ -173,11 +173,15 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 def load_train_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None,
                       base: Mapping[str, Any] | None = None) -> TrainConfig:
-    """TrainConfig from (defaults <- base <- YAML file <- its `methods.<method>` section <- overrides).
+    """TrainConfig from (defaults <- base <- YAML file <- its `tasks.<task>` section <- its
+    `methods.<method>` section <- overrides).
 
-    The optional top-level `methods` mapping holds per-method adjustments, so one file per task
-    serves every method. Unknown keys (there or anywhere) name themselves.
+    The optional top-level `tasks` and `methods` mappings hold per-task and per-method adjustments,
+    so one file serves a family of tasks (curve.yaml) and every method. Unknown keys (there or
+    anywhere) name themselves.
     """
+    from ebgan_mdn_ros.tasks.catalog import task_names
+
     data: dict = dict(base or {})
     overrides = dict(overrides or {})
     if path is not None:
@@ -185,15 +189,24 @@ def load_train_config(path: str | Path | None = None, overrides: Mapping[str, An
         if not isinstance(loaded, Mapping):
             raise ConfigError(f"{path}: expected a mapping at the top level")
         loaded = dict(loaded)
-        per_method = loaded.pop("methods", None) or {}
-        unknown = sorted(set(per_method) - set(METHODS))
-        if unknown:
-            raise ConfigError(f"{path}: unknown method(s) under methods: {unknown} (known: {', '.join(METHODS)})")
+        per_task = _section(loaded, "tasks", task_names(), path)
+        per_method = _section(loaded, "methods", METHODS, path)
         data = merge_overrides(data, _flatten(loaded))
+        task = overrides.get("task", data.get("task", TrainConfig.task))
+        data = merge_overrides(data, _flatten(per_task.get(task) or {}))
         method = overrides.get("method", data.get("method", TrainConfig.method))
         data = merge_overrides(data, _flatten(per_method.get(method) or {}))
     data = merge_overrides(data, overrides)
     return from_dict(TrainConfig, data)
+
+
+def _section(loaded: dict, key: str, known, path) -> dict:
+    """Pop the per-task or per-method mapping ``key`` from the file; its names must be known ones."""
+    section = loaded.pop(key, None) or {}
+    unknown = sorted(set(section) - set(known))
+    if unknown:
+        raise ConfigError(f"{path}: unknown {key[:-1]}(s) under {key}: {unknown} (known: {', '.join(known)})")
+    return section
 
 
 def _flatten(data: Mapping, prefix: str = "") -> dict:
