@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -52,18 +53,24 @@ def test_mdn_shapes_and_positive_scales():
     assert EnergyMLP(3, 2, (8,))(torch.randn(5, 3), torch.randn(5, 7, 2)).shape == (5, 7)
 
 
-def test_checkpoint_round_trip(tmp_path):
+def test_checkpoint_round_trip_needs_nothing_beside_the_modules(tmp_path):
     spec = PolicySpec(("goal.0",), ("j1", "j2"), (-1.0, -1.0), (1.0, 1.0))
-    gen_kwargs = dict(condition_dim=1, action_dim=2, num_components=3, hidden_sizes=[8])
-    en_kwargs = dict(condition_dim=1, action_dim=2, hidden_sizes=[8])
+    generator = MixtureDensityNetwork(1, 2, num_components=3, hidden_sizes=[8], scale_type="isotropic",
+                                      distribution="laplace")
+    conditions = np.linspace(-1, 1, 7, dtype=np.float32)[:, None]
     ckpt = Checkpoint("ebgan-mdn", "toy", spec, Normalizer([0.5], [2.0]), Normalizer([0, 0], [1, 1]),
-                      MixtureDensityNetwork(**gen_kwargs), EnergyMLP(**en_kwargs), {"seed": 0})
-    save_checkpoint(tmp_path / "checkpoint.pt", ckpt, gen_kwargs, en_kwargs)
+                      generator, EnergyMLP(1, 2, hidden_sizes=[8], activation="tanh"), {"seed": 0},
+                      training_conditions=conditions)
+    save_checkpoint(tmp_path / "checkpoint.pt", ckpt)
     loaded = load_checkpoint(tmp_path)
     x = torch.randn(4, 1)
     for a, b in zip(ckpt.generator(x), loaded.generator(x)):
         assert torch.equal(a, b)
+    actions = torch.randn(4, 5, 2)
+    assert torch.equal(ckpt.energy(x, actions), loaded.energy(x, actions))
+    assert loaded.generator.distribution == "laplace" and loaded.generator.scale_type == "isotropic"
     assert loaded.spec == spec and loaded.condition_normalizer.std.tolist() == [2.0]
+    np.testing.assert_array_equal(loaded.training_conditions, conditions)
 
 
 def test_policy_spec_rejects_bad_bounds():

@@ -1,25 +1,35 @@
-"""The trainer's checkpoint: networks with their constructor arguments, normalisation and I/O spec.
+"""The trainer's checkpoint and the run directory around it.
 
 One file (`checkpoint.pt`, a torch.save dict) holds everything the evaluator and the exporter need,
-so a run directory can be exported years later without the code that trained it guessing anything.
+so a run directory can be exported years later without the code that trained it guessing anything
+or regenerating its data. It is written once, by training; `ebgan-mdn eval` writes its metrics beside
+it (`eval.json`), never into it.
 
 Keys: format, method, task, spec (PolicySpec), normalization (condition/action mean and std),
-generator and energy ({"class", "kwargs", "state_dict"}; energy may be None), config (the full
-training config as a plain dict), metrics (dict, possibly empty), train_seconds.
+generator and energy ({"class", "kwargs", "state_dict"}; energy may be None; kwargs are what the
+module was built with, networks.py keeps them), config (the full training config as a plain dict),
+metrics (training's: final losses), train_seconds, training_conditions (the raw [N,C] conditions it
+trained on, float32, for the exporter's threshold calibration; None in checkpoints from before).
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from ebgan_mdn_ros.spec import PolicySpec
-from ebgan_mdn_ros.training.networks import Normalizer, build_model
+from ebgan_mdn_ros.training.networks import MixtureDensityNetwork, Normalizer, build_model
 
 CHECKPOINT_FORMAT = "ebgan-mdn-checkpoint/1"
+CHECKPOINT_FILE = "checkpoint.pt"
+EVALUATION_FILE = "eval.json"
+
+
 @dataclass
 class Checkpoint:
     method: str
@@ -32,16 +42,24 @@ class Checkpoint:
     config: dict
     metrics: dict = field(default_factory=dict)
     train_seconds: float = 0.0
+    training_conditions: np.ndarray | None = None
 
 
-def _module_record(module: nn.Module | None, kwargs: dict | None) -> dict | None:
+def run_directory(path: str | Path) -> Path:
+    """The run directory of a run directory or of a checkpoint file in it."""
+    path = Path(path)
+    return path if path.is_dir() else path.parent
+
+
+def _module_record(module: nn.Module | None) -> dict | None:
     if module is None:
         return None
-    return {"class": type(module).__name__, "kwargs": dict(kwargs or {}), "state_dict": module.state_dict()}
+    return {"class": type(module).__name__, "kwargs": dict(module.init_kwargs), "state_dict": module.state_dict()}
 
 
-def save_checkpoint(path: str | Path, ckpt: Checkpoint, generator_kwargs: dict, energy_kwargs: dict | None) -> None:
-    """Write ``ckpt``; ``*_kwargs`` are the constructor arguments that rebuild each network."""
+def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> None:
+    """Write ``ckpt`` atomically; an evaluation of an earlier checkpoint in the directory is removed."""
+    conditions = ckpt.training_conditions
     record: dict[str, Any] = {
         "format": CHECKPOINT_FORMAT,
         "method": ckpt.method,
@@ -53,23 +71,25 @@ def save_checkpoint(path: str | Path, ckpt: Checkpoint, generator_kwargs: dict, 
             "action_mean": ckpt.action_normalizer.mean.tolist(),
             "action_std": ckpt.action_normalizer.std.tolist(),
         },
-        "generator": _module_record(ckpt.generator, generator_kwargs),
-        "energy": _module_record(ckpt.energy, energy_kwargs),
+        "generator": _module_record(ckpt.generator),
+        "energy": _module_record(ckpt.energy),
         "config": ckpt.config,
         "metrics": ckpt.metrics,
         "train_seconds": float(ckpt.train_seconds),
+        "training_conditions": None if conditions is None else torch.tensor(np.asarray(conditions, np.float32)),
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(record, tmp)
     tmp.replace(path)  # atomic: a reader never sees half a checkpoint
+    (path.parent / EVALUATION_FILE).unlink(missing_ok=True)
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
     path = Path(path)
     if path.is_dir():
-        path = path / "checkpoint.pt"
+        path = path / CHECKPOINT_FILE
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     record = torch.load(path, map_location="cpu", weights_only=False)
@@ -79,16 +99,36 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     def rebuild(rec):
         if rec is None:
             return None
-        module = build_model(rec["class"], rec["kwargs"])
+        kwargs = dict(rec["kwargs"])
+        if rec["class"] == MixtureDensityNetwork.__name__ and "distribution" not in kwargs:
+            # older checkpoints kept the component family only in the training config
+            kwargs["distribution"] = ((record.get("config") or {}).get("model") or {}).get("distribution", "gaussian")
+        module = build_model(rec["class"], kwargs)
         module.load_state_dict(rec["state_dict"])
         return module.eval()
 
     norm = record["normalization"]
+    conditions = record.get("training_conditions")
     return Checkpoint(
         method=record["method"], task=record["task"], spec=PolicySpec.from_dict(record["spec"]),
         condition_normalizer=Normalizer(norm["condition_mean"], norm["condition_std"]),
         action_normalizer=Normalizer(norm["action_mean"], norm["action_std"]),
         generator=rebuild(record["generator"]), energy=rebuild(record["energy"]),
         config=record["config"], metrics=record.get("metrics", {}),
-        train_seconds=record.get("train_seconds", 0.0))
+        train_seconds=record.get("train_seconds", 0.0),
+        training_conditions=None if conditions is None else conditions.numpy())
 
+
+def write_evaluation(run: str | Path, metrics: dict) -> Path:
+    """Write the evaluator's metrics to the run's eval.json, atomically, as `ebgan-mdn eval` prints them."""
+    path = run_directory(run) / EVALUATION_FILE
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def read_evaluation(run: str | Path) -> dict | None:
+    """The run's eval.json, or None if it has not been evaluated since it was trained."""
+    path = run_directory(run) / EVALUATION_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None

@@ -45,8 +45,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ebgan_mdn_ros.training import trainer
 from ebgan_mdn_ros.spec import PolicySpec
-from ebgan_mdn_ros.training.checkpoint import Checkpoint, save_checkpoint
-from ebgan_mdn_ros.config_base import to_dict
+from ebgan_mdn_ros.training.checkpoint import CHECKPOINT_FILE, Checkpoint, save_checkpoint
 from ebgan_mdn_ros.training.config import TrainConfig
 
 BACKEND = "gloo"  # CPU; NCCL would need one GPU per rank
@@ -97,7 +96,7 @@ def train_distributed(config: TrainConfig, conditions: np.ndarray, actions: np.n
             print(f"training {config.method} on {config.task} (seed {config.seed}, config "
                   f"{config_name or 'built-in defaults'}, {len(actions)} pairs) on {world_size} processes "
                   f"({BACKEND}), batch {config.optim.batch_size} per process", flush=True)
-        checkpoint, kwargs, reports = _train(config, conditions, actions, spec, rank, world_size)
+        checkpoint, reports = _train(config, conditions, actions, spec, rank, world_size)
         if rank == 0:
             for report in reports:
                 print(report.line(world_size), flush=True)
@@ -105,8 +104,8 @@ def train_distributed(config: TrainConfig, conditions: np.ndarray, actions: np.n
             if len(digests) != 1:
                 raise RuntimeError(f"the ranks' parameters differ after training ({sorted(digests)}): "
                                    "gradients were not averaged; no checkpoint written")
-            path = Path(out_dir) / "checkpoint.pt"
-            save_checkpoint(path, checkpoint, *kwargs)
+            path = Path(out_dir) / CHECKPOINT_FILE
+            save_checkpoint(path, checkpoint)
             print(f"train time: {checkpoint.train_seconds:.1f} s; checkpoint: {path}", flush=True)
         dist.barrier()  # the job ends when the checkpoint is on disk, on every rank
     finally:
@@ -115,7 +114,7 @@ def train_distributed(config: TrainConfig, conditions: np.ndarray, actions: np.n
 
 
 def _train(config: TrainConfig, conditions: np.ndarray, actions: np.ndarray, spec: PolicySpec,
-           rank: int, world_size: int) -> tuple[Checkpoint, tuple, list[RankReport]]:
+           rank: int, world_size: int) -> tuple[Checkpoint, list[RankReport]]:
     """trainer.train's body with DDP-wrapped networks and sharded batches; the checkpoint holds the plain networks."""
     torch.manual_seed(config.seed)  # same initial weights everywhere (DDP broadcasts rank 0's anyway)
     np.random.seed(config.seed + rank)
@@ -124,8 +123,7 @@ def _train(config: TrainConfig, conditions: np.ndarray, actions: np.ndarray, spe
     networks = trainer.build_networks(config.method, spec.condition_dim, spec.action_dim, config)
     plain = (networks.generator, networks.energy)
     allreduces = [0]
-    wrapped = trainer.Networks(_wrap(networks.generator, allreduces), _wrap(networks.energy, allreduces),
-                               networks.generator_kwargs, networks.energy_kwargs)
+    wrapped = trainer.Networks(_wrap(networks.generator, allreduces), _wrap(networks.energy, allreduces))
     optimizers = trainer.build_optimizers(wrapped, config)
     torch.manual_seed(config.seed + rank)  # the ranks draw different negatives and samples
     loop_config = config if rank == 0 else dataclasses.replace(config, progress=False)
@@ -136,19 +134,13 @@ def _train(config: TrainConfig, conditions: np.ndarray, actions: np.ndarray, spe
                                  batches_of=_sharded_batches(rank, world_size, seen))
     seconds = time.perf_counter() - started
     final_losses = _mean_over_ranks(history[-1], world_size)
-    for module in plain:
-        if module is not None:
-            module.eval()
+    checkpoint = trainer.make_checkpoint(
+        config, spec, condition_norm, action_norm, networks, conditions,
+        {"final_losses": final_losses, "distributed": {"world_size": world_size, "backend": BACKEND}}, seconds)
     report = RankReport(rank, seen.steps, seen.pairs, allreduces[0], _parameter_digest(plain), history[-1])
     reports: list = [None] * world_size
     dist.all_gather_object(reports, report)
-    checkpoint = Checkpoint(
-        method=config.method, task=config.task, spec=spec, condition_normalizer=condition_norm,
-        action_normalizer=action_norm, generator=networks.generator, energy=networks.energy,
-        config=to_dict(config), metrics={"final_losses": final_losses,
-                                         "distributed": {"world_size": world_size, "backend": BACKEND}},
-        train_seconds=seconds)
-    return checkpoint, (networks.generator_kwargs, networks.energy_kwargs), reports
+    return checkpoint, reports
 
 
 def _wrap(module: nn.Module | None, allreduces: list[int]) -> nn.Module | None:

@@ -2,16 +2,18 @@
 
 Every network works in normalised units; `Normalizer` modules carry the statistics so that an
 exported graph can take raw units. Modules return raw tensors; log-density and sampling live in
-`mixture.py` (the robomimic GMM-head convention).
+`mixture.py` (the robomimic GMM-head convention). Each network keeps the arguments it was built
+with (`init_kwargs`), so a checkpoint can rebuild it from the module alone.
 """
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from ebgan_mdn_ros.training.mixture import DISTRIBUTIONS
 
 ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh, "gelu": nn.GELU}
 
@@ -42,11 +44,6 @@ class Normalizer(nn.Module):
         self.register_buffer("mean", mean)
         self.register_buffer("std", std)
 
-    @classmethod
-    def fit(cls, data: torch.Tensor, min_std: float = 1e-6) -> "Normalizer":
-        data = torch.as_tensor(data, dtype=torch.float32)
-        return cls(data.mean(0), data.std(0).clamp_min(min_std))
-
     def forward(self, raw: torch.Tensor) -> torch.Tensor:
         return (raw - self.mean) / self.std
 
@@ -59,16 +56,24 @@ class MixtureDensityNetwork(nn.Module):
 
     `scale_type` "diagonal" gives one scale per action dimension, "isotropic" one per component
     (broadcast to [B,M,A] so consumers need not care). Scales are softplus(raw) + min_scale.
+    `distribution` is the components' family ("gaussian" or "laplace"): it does not change the
+    forward pass, but whoever samples or scores the mixture must use it, so it travels with the module.
     """
 
     def __init__(self, condition_dim: int, action_dim: int, num_components: int = 10,
                  hidden_sizes: Sequence[int] = (64, 64), scale_type: str = "diagonal",
-                 min_scale: float = 1e-3, activation: str = "relu"):
+                 min_scale: float = 1e-3, activation: str = "relu", distribution: str = "gaussian"):
         super().__init__()
         if scale_type not in ("diagonal", "isotropic"):
             raise ValueError(f"scale_type: {scale_type!r} is unknown, expected 'diagonal' or 'isotropic'")
         if num_components < 1:
             raise ValueError(f"num_components: {num_components!r} must be >= 1")
+        if distribution not in DISTRIBUTIONS:
+            raise ValueError(f"distribution: {distribution!r} is unknown, expected one of {DISTRIBUTIONS}")
+        self.init_kwargs = dict(condition_dim=condition_dim, action_dim=action_dim, num_components=num_components,
+                                hidden_sizes=list(hidden_sizes), scale_type=scale_type, min_scale=float(min_scale),
+                                activation=activation, distribution=distribution)
+        self.distribution = distribution
         self.condition_dim, self.action_dim, self.num_components = condition_dim, action_dim, num_components
         self.scale_type, self.min_scale = scale_type, float(min_scale)
         scale_width = action_dim if scale_type == "diagonal" else 1
@@ -100,6 +105,8 @@ class EnergyMLP(nn.Module):
     def __init__(self, condition_dim: int, action_dim: int, hidden_sizes: Sequence[int] = (64, 64),
                  activation: str = "relu"):
         super().__init__()
+        self.init_kwargs = dict(condition_dim=condition_dim, action_dim=action_dim, hidden_sizes=list(hidden_sizes),
+                                activation=activation)
         self.condition_dim, self.action_dim = condition_dim, action_dim
         self.net = mlp(condition_dim + action_dim, hidden_sizes, 1, activation)
 
@@ -115,6 +122,8 @@ class MLPPolicy(nn.Module):
     def __init__(self, condition_dim: int, action_dim: int, hidden_sizes: Sequence[int] = (64, 64),
                  noise_dim: int = 0, activation: str = "relu"):
         super().__init__()
+        self.init_kwargs = dict(condition_dim=condition_dim, action_dim=action_dim, hidden_sizes=list(hidden_sizes),
+                                noise_dim=noise_dim, activation=activation)
         self.condition_dim, self.action_dim, self.noise_dim = condition_dim, action_dim, noise_dim
         self.net = mlp(condition_dim + noise_dim, hidden_sizes, action_dim, activation)
 
@@ -134,10 +143,3 @@ def build_model(class_name: str, kwargs: dict) -> nn.Module:
     if class_name not in MODEL_CLASSES:
         raise ValueError(f"model class {class_name!r} is unknown, expected one of {sorted(MODEL_CLASSES)}")
     return MODEL_CLASSES[class_name](**kwargs)
-
-
-def count_parameters(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
-LOG_2PI = math.log(2 * math.pi)

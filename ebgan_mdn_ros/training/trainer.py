@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from ebgan_mdn_ros.training import objectives as obj
 from ebgan_mdn_ros.spec import PolicySpec
-from ebgan_mdn_ros.training.checkpoint import Checkpoint, save_checkpoint
+from ebgan_mdn_ros.training.checkpoint import CHECKPOINT_FILE, Checkpoint, save_checkpoint
 from ebgan_mdn_ros.config_base import to_dict
 from ebgan_mdn_ros.training.mixture import sample_mixture
 from ebgan_mdn_ros.training.networks import EnergyMLP, MixtureDensityNetwork, MLPPolicy, Normalizer
@@ -31,8 +31,6 @@ from ebgan_mdn_ros.training.config import ENERGY_METHODS, MDN_METHODS, TrainConf
 class Networks:
     generator: nn.Module | None
     energy: nn.Module | None
-    generator_kwargs: dict | None
-    energy_kwargs: dict | None
 
 
 @dataclass
@@ -54,23 +52,16 @@ class TrainingData:
 
 def build_networks(method: str, condition_dim: int, action_dim: int, config: TrainConfig) -> Networks:
     model = config.model
-    generator_kwargs = energy_kwargs = None
     generator = energy = None
     if method in MDN_METHODS:
-        generator_kwargs = dict(condition_dim=condition_dim, action_dim=action_dim,
-                                num_components=model.num_components, hidden_sizes=list(model.generator_hidden),
-                                scale_type=model.scale_type, min_scale=model.min_scale, activation=model.activation)
-        generator = MixtureDensityNetwork(**generator_kwargs)
+        generator = MixtureDensityNetwork(condition_dim, action_dim, model.num_components, model.generator_hidden,
+                                          model.scale_type, model.min_scale, model.activation, model.distribution)
     elif method in ("bc", "cgan", "ebgan"):
-        generator_kwargs = dict(condition_dim=condition_dim, action_dim=action_dim,
-                                hidden_sizes=list(model.generator_hidden),
-                                noise_dim=0 if method == "bc" else model.noise_dim, activation=model.activation)
-        generator = MLPPolicy(**generator_kwargs)
+        generator = MLPPolicy(condition_dim, action_dim, model.generator_hidden,
+                              noise_dim=0 if method == "bc" else model.noise_dim, activation=model.activation)
     if method in ENERGY_METHODS:
-        energy_kwargs = dict(condition_dim=condition_dim, action_dim=action_dim,
-                             hidden_sizes=list(model.energy_hidden), activation=model.activation)
-        energy = EnergyMLP(**energy_kwargs)
-    return Networks(generator, energy, generator_kwargs, energy_kwargs)
+        energy = EnergyMLP(condition_dim, action_dim, model.energy_hidden, model.activation)
+    return Networks(generator, energy)
 
 
 def build_optimizers(networks: Networks, config: TrainConfig) -> Optimizers:
@@ -302,15 +293,20 @@ def prepare_data(conditions: np.ndarray, actions: np.ndarray, spec: PolicySpec
 
 
 def make_checkpoint(config: TrainConfig, spec: PolicySpec, condition_norm: Normalizer, action_norm: Normalizer,
-                    networks: Networks, history: list[dict], seconds: float) -> Checkpoint:
-    """The trained networks (unwrapped, in eval mode) with everything needed to rebuild and run them."""
+                    networks: Networks, conditions: np.ndarray, metrics: dict, seconds: float) -> Checkpoint:
+    """The trained networks (unwrapped, in eval mode) with everything needed to rebuild, run and export them.
+
+    The raw training conditions go along so that the exporter can calibrate the energy threshold on
+    them without regenerating (or even having) the data.
+    """
     for module in (networks.generator, networks.energy):
         if module is not None:
             module.eval()
     return Checkpoint(
         method=config.method, task=config.task, spec=spec, condition_normalizer=condition_norm,
         action_normalizer=action_norm, generator=networks.generator, energy=networks.energy,
-        config=to_dict(config), metrics={"final_losses": history[-1]}, train_seconds=seconds)
+        config=to_dict(config), metrics=metrics, train_seconds=seconds,
+        training_conditions=np.asarray(conditions, dtype=np.float32))
 
 
 def train(config: TrainConfig, conditions: np.ndarray, actions: np.ndarray, spec: PolicySpec,
@@ -324,8 +320,8 @@ def train(config: TrainConfig, conditions: np.ndarray, actions: np.ndarray, spec
     optimizers = build_optimizers(networks, config)
     started = time.perf_counter()
     history = train_loop(networks, optimizers, data, config, torch.Generator().manual_seed(config.seed))
-    checkpoint = make_checkpoint(config, spec, condition_norm, action_norm, networks, history,
-                                 time.perf_counter() - started)
+    checkpoint = make_checkpoint(config, spec, condition_norm, action_norm, networks, conditions,
+                                 {"final_losses": history[-1]}, time.perf_counter() - started)
     if out_dir is not None:
-        save_checkpoint(Path(out_dir) / "checkpoint.pt", checkpoint, networks.generator_kwargs, networks.energy_kwargs)
+        save_checkpoint(Path(out_dir) / CHECKPOINT_FILE, checkpoint)
     return checkpoint
