@@ -11,7 +11,8 @@ energy and the denoiser. Each decision is one condition; times are wall clock ar
 
 Sweep: PolicyRuntime (fused graph, mode first) for K in {16..4096}, widths, intra-op threads.
 Comparison at K=256, per width and thread count, all in this process:
-- torch eager: the same MDN + sampling + energy + argmin in PyTorch;
+- torch eager: the same MDN + sampling + energy in PyTorch, then the runtime's choice
+  (runtime/selection.py) on the energies brought to the host, as the runtime brings them;
 - this runtime (onnxruntime, fused graph, IO binding);
 - IBC derivative-free optimisation: 16,384 uniform samples, 3 energy evaluations with resampling
   and shrinking noise between them (IBC evaluates once more at the end; we don't: in its favour),
@@ -23,6 +24,7 @@ Comparison at K=256, per width and thread count, all in this process:
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import platform
@@ -43,6 +45,7 @@ from ebgan_mdn_ros.training.checkpoint import Checkpoint  # noqa: E402
 from ebgan_mdn_ros.export.exporter import export_model  # noqa: E402
 from ebgan_mdn_ros.runtime.model_loader import session_options  # noqa: E402
 from ebgan_mdn_ros.training.networks import EnergyMLP, MixtureDensityNetwork, Normalizer, mlp  # noqa: E402
+from ebgan_mdn_ros.runtime import selection  # noqa: E402
 from ebgan_mdn_ros.runtime.policy_runtime import PolicyRuntime, RuntimeConfig  # noqa: E402
 
 CONDITION, ACTION, COMPONENTS = 14, 7, 8
@@ -95,8 +98,8 @@ def torch_step(ckpt: Checkpoint, k: int, device: str = "cpu"):
             component = torch.multinomial(torch.softmax(logits, -1), 1)[0, 0]
             candidates = means[0, component] + scales[0, component] * torch.randn(k, ACTION, device=device)
             candidates = torch.clamp(candidates, low, high).unsqueeze(0)
-            energies = energy(condition, candidates)
-            return candidates[0, int(torch.argmin(energies[0]))]
+            energies = energy(condition, candidates).cpu().numpy()
+            return candidates[0, int(selection.choose("mode_first", energies)[0])]
     return step
 
 
@@ -246,7 +249,7 @@ def main(argv=None) -> int:
                                                                      providers=tuple(args.providers)))
                     active.update(runtime.providers[:1])
                     count = repetitions(k, width, args.scale)
-                    p50, p99 = timed(lambda: runtime.decide(condition), count, warmup=20)
+                    p50, p99 = timed(functools.partial(runtime.decide, condition), count, warmup=20)
                     sweep.append(f"| {width} | {threads} | {k} | {p50:.0f} | {p99:.0f} | {count} |")
                     print(sweep[-1], flush=True)
                     del runtime

@@ -49,16 +49,15 @@ KIND = {"hyperbola": "curve", "lines": "curve", "circle": "curve", "parabola": "
 
 def run_one(task: str, method: str, seed: int, rollouts: int) -> dict:
     """Train and evaluate one (task, method, seed); reuse a finished run."""
-    import torch
     from ebgan_mdn_ros.evaluation.evaluate import evaluate_run
     from ebgan_mdn_ros.tasks.catalog import get_task
+    from ebgan_mdn_ros.training.checkpoint import read_evaluation, write_evaluation
     from ebgan_mdn_ros.training.config import load_train_config
     from ebgan_mdn_ros.training.trainer import train
 
     out = RUNS / task / method / f"s{seed}"
-    checkpoint = out / "checkpoint.pt"
-    if checkpoint.is_file():
-        stored = torch.load(checkpoint, map_location="cpu", weights_only=False)["metrics"].get("evaluation")
+    if (out / "checkpoint.pt").is_file():
+        stored = read_evaluation(out)
         if stored and stored.get("rollouts_requested", rollouts) == rollouts:
             return stored
     config_path = default_config_path(task, method)
@@ -68,8 +67,7 @@ def run_one(task: str, method: str, seed: int, rollouts: int) -> dict:
     metrics = evaluate_run(out, rollouts=rollouts, seed=seed, store=False)
     metrics.update(train_seconds=ckpt.train_seconds, config_file=str(config_path.relative_to(ROOT)),
                    rollouts_requested=rollouts)
-    from ebgan_mdn_ros.evaluation.evaluate import store_metrics
-    store_metrics(checkpoint, {**ckpt.metrics, "evaluation": metrics})
+    write_evaluation(out, metrics)
     print(f"{task:10s} {method:9s} s{seed}: train {ckpt.train_seconds:6.1f} s, "
           f"eval {metrics['eval_seconds']:5.1f} s", flush=True)
     return metrics

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import numpy as np
@@ -5,6 +6,9 @@ import pytest
 import torch
 
 from ebgan_mdn_ros.cli import main
+from ebgan_mdn_ros.commands.train import default_config_path
+from ebgan_mdn_ros.runtime.manifest import load_manifest
+from ebgan_mdn_ros.training.config import load_train_config
 
 
 def _train(tmp_path, *extra):
@@ -15,16 +19,37 @@ def test_train_then_eval_smoke(tmp_path, capsys):
     assert _train(tmp_path, "--task", "hyperbola", "--method", "ebgan-mdn", "--seed", "1",
                   "--set", "optim.epochs=2", "--set", "objective.energy_updates_per_batch=1") == 0
     out = capsys.readouterr().out
-    assert "train time:" in out and "hyperbola.yaml" in out  # the task's config was picked up
-    assert main(["eval", str(tmp_path / "run"), "--samples", "4"]) == 0
+    assert "train time:" in out and "curve.yaml" in out  # the curve tasks' config was picked up
+    run = tmp_path / "run"
+    trained = (run / "checkpoint.pt").read_bytes()
+    assert main(["eval", str(run), "--samples", "4"]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert set(metrics["rules"]) == {"raw", "lowest_energy", "mode_first", "importance"}
     assert 0.0 <= metrics["rules"]["mode_first"]["tmc"] <= 100.0
-    assert (tmp_path / "run" / "samples.png").stat().st_size > 1000
-    assert (tmp_path / "run" / "energy.png").is_file()
-    stored = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
-    assert stored["metrics"]["evaluation"]["rules"]["raw"] == metrics["rules"]["raw"]
+    assert (run / "samples.png").stat().st_size > 1000
+    assert (run / "energy.png").is_file()
+    assert (run / "checkpoint.pt").read_bytes() == trained  # evaluating never rewrites the trained artefact
+    assert json.loads((run / "eval.json").read_text()) == metrics
+    stored = torch.load(run / "checkpoint.pt", weights_only=False)
     assert stored["config"]["seed"] == 1
+
+    # export ships the evaluation beside the training metrics; training again drops the stale one
+    assert main(["export", str(run), "--out", str(tmp_path / "model"), "--candidates", "16"]) == 0
+    shipped = load_manifest(tmp_path / "model").metrics
+    assert shipped["evaluation"]["rules"]["raw"] == metrics["rules"]["raw"] and "final_losses" in shipped
+    assert _train(tmp_path, "--task", "hyperbola", "--method", "mdn", "--set", "optim.epochs=1") == 0
+    assert not (run / "eval.json").exists()
+
+
+@pytest.mark.parametrize("task", ["hyperbola", "lines", "circle", "parabola"])
+def test_the_curve_tasks_share_one_config_file(task):
+    path = default_config_path(task, "rnce")
+    assert path.name == "curve.yaml"
+    config = load_train_config(path, {"task": task, "method": "rnce"})
+    assert config.model.num_components == (3 if task == "lines" else 2)  # lines has three branches
+    reference = load_train_config(path, {"task": "hyperbola", "method": "rnce"})
+    assert dataclasses.replace(config, task="hyperbola", model=reference.model) == reference
+    assert load_train_config(path, {"task": task, "method": "ebgan"}).model.noise_dim == 1
 
 
 def test_planning_eval_reports_routes(tmp_path, capsys):

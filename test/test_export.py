@@ -11,9 +11,11 @@ from ebgan_mdn_ros.export import onnx_graphs as _onnx_wrappers
 from ebgan_mdn_ros.runtime import sampler
 from ebgan_mdn_ros.training.checkpoint import save_checkpoint
 from ebgan_mdn_ros.cli import main as cli_main
-from ebgan_mdn_ros.export.exporter import ExportError, export_model, training_conditions
+from ebgan_mdn_ros.export.exporter import ExportError, export_model
 from ebgan_mdn_ros.runtime.manifest import MANIFEST_FORMAT, load_manifest, sha256_of
 from ebgan_mdn_ros.tasks.catalog import get_task
+from ebgan_mdn_ros.training.config import load_train_config
+from ebgan_mdn_ros.training.trainer import train
 from model_factory import export_checkpoint, random_checkpoint
 
 CONDITIONS = ("joint_1.position", "joint_2.position", "goal.0")
@@ -140,9 +142,7 @@ def test_re_export_replaces_the_directory_and_drops_a_graph_it_no_longer_has(tmp
 def test_export_and_validate_commands(tmp_path, capsys):
     ckpt = random_checkpoint(("goal.0", "goal.1"), ("j1", "j2"), num_components=2, hidden_sizes=(8,))
     run_dir = tmp_path / "run"
-    save_checkpoint(run_dir / "checkpoint.pt", ckpt,
-                    dict(condition_dim=2, action_dim=2, num_components=2, hidden_sizes=[8]),
-                    dict(condition_dim=2, action_dim=2, hidden_sizes=[8]))
+    save_checkpoint(run_dir / "checkpoint.pt", ckpt)
     out = tmp_path / "models" / "toy"
     assert cli_main(["export", str(run_dir), "--out", str(out), "--candidates", "32"]) == 0
     printed = capsys.readouterr().out
@@ -151,11 +151,29 @@ def test_export_and_validate_commands(tmp_path, capsys):
     assert "valid: test-ebgan-mdn-" in capsys.readouterr().out
 
 
-def test_training_conditions_are_regenerated_for_a_benchmark_task():
+def _short_run(run_dir, conditions, actions, spec, **overrides):
+    config = load_train_config(None, {"task": "hyperbola", "method": "mdn", "progress": False, "optim.epochs": 1,
+                                      **overrides})
+    return train(config, conditions, actions, spec, run_dir)
+
+
+def test_export_calibrates_on_the_conditions_the_run_trained_on(tmp_path, capsys):
+    # A hyperbola run trained on 300 conditions of its own, not the task's 500: export must use these.
     task = get_task("hyperbola")
-    ckpt = random_checkpoint(task.spec.condition_names, task.spec.action_names)
-    ckpt.task = "hyperbola"
-    conditions, source = training_conditions(ckpt)
-    assert source == "task:hyperbola" and conditions.shape == task.conditions.shape
-    ckpt.task = "my_demos"
-    assert training_conditions(ckpt) == (None, None)
+    conditions = np.linspace(0.5, 0.9, 300, dtype=np.float32)[:, None]
+    actions = np.sqrt(0.01 + conditions ** 2) * np.where(np.arange(300) % 2, 1, -1)[:, None]
+    _short_run(tmp_path / "run", conditions, actions.astype(np.float32), task.spec)
+    out = tmp_path / "model"
+    assert cli_main(["export", str(tmp_path / "run"), "--out", str(out), "--candidates", "16"]) == 0
+    calibration = load_manifest(out).energy_calibration
+    assert calibration.source == "training:hyperbola" and calibration.num_conditions == 300
+
+
+def test_a_laplace_run_is_refused_at_export_with_the_reason(tmp_path, capsys):
+    task = get_task("hyperbola")
+    _short_run(tmp_path / "run", task.conditions, task.actions, task.spec, **{"model.distribution": "laplace"})
+    with pytest.raises(ExportError, match="laplace"):
+        export_model(tmp_path / "run", tmp_path / "model")
+    assert not (tmp_path / "model" / "manifest.json").exists()
+    assert cli_main(["export", str(tmp_path / "run"), "--out", str(tmp_path / "model")]) == 1
+    assert "laplace" in capsys.readouterr().err

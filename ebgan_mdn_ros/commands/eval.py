@@ -1,11 +1,10 @@
-"""`ebgan-mdn eval RUN`: metrics of a trained run per selection rule (JSON on stdout), plots in RUN."""
+"""`ebgan-mdn eval RUN`: metrics of a trained run per selection rule (JSON on stdout and in RUN/eval.json),
+plots in RUN. The checkpoint is only read."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-
-HELP = "Evaluate a trained run: metrics as JSON, plots as PNG."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -5,17 +5,15 @@ import argparse
 import sys
 from pathlib import Path
 
-HELP = "Export a trained run to a self-describing ONNX model directory."
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", help="run directory (with checkpoint.pt) or a checkpoint file")
     parser.add_argument("--out", required=True, help="model directory to write, e.g. models/ik_2link")
     parser.add_argument("--version", default=None, help="model version for the manifest "
                         "(default: <task>-<method>-<hash of the graphs>)")
-    parser.add_argument("--calibration", default=None, help=".npz with training conditions (array 'conditions' "
-                        "or 'condition') for the energy threshold suggestion; default: the task's own data if it "
-                        "can be regenerated, else draws from the condition normaliser")
+    parser.add_argument("--calibration", default=None, help=".npz with conditions (array 'conditions' or "
+                        "'condition') for the energy threshold suggestion; default: the conditions the run trained "
+                        "on (kept in its checkpoint), else draws from the condition normaliser")
     parser.add_argument("--candidates", type=int, default=256, help="K used to calibrate the threshold (default 256)")
     parser.add_argument("--threshold-quantile", type=float, default=0.999,
                         help="quantile of chosen energies the threshold starts from (default 0.999)")
@@ -30,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ebgan_mdn_ros.export.exporter import ExportError, export_model, training_conditions
+    from ebgan_mdn_ros.export.exporter import ExportError, export_model
     from ebgan_mdn_ros.runtime.model_loader import ModelValidationError
 
     conditions, source = None, None
@@ -43,8 +41,6 @@ def run(args: argparse.Namespace) -> int:
                 return 2
             conditions, source = data[key], f"file:{Path(args.calibration).name}"
     try:
-        if conditions is None:
-            conditions, source = training_conditions(args.run)
         report = export_model(args.run, args.out, model_version=args.version, decision_graph=not args.no_decision_graph,
                               calibration_conditions=conditions, calibration_source=source,
                               calibration_candidates=args.candidates, threshold_quantile=args.threshold_quantile,

@@ -4,8 +4,9 @@ Rules: "raw" (one mixture sample, K = 1), "lowest_energy" (argmin over K whole-m
 collapses onto one mode), "mode_first" (k ~ pi, K candidates from k, lowest energy: the deployed
 rule; in closed loop it keeps the previous component while its weight stays above
 keep_min_weight), "importance" (exp(-E)/q resampling over whole-mixture candidates). Candidate
-draws and selection go through the shared numpy modules sampler.py and reranker.py, so the numbers
-here are the numbers of the deployed code path.
+draws, clipping to the action box and the choice go through runtime/selection.py, the rule the
+deployed runtime runs, with the run's own component family (Gaussian or Laplace). Metrics go to
+eval.json in the run directory; the checkpoint is never rewritten.
 """
 from __future__ import annotations
 
@@ -15,10 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ebgan_mdn_ros.runtime import reranker
-
-from ebgan_mdn_ros.runtime import sampler
-from ebgan_mdn_ros.training.checkpoint import Checkpoint, load_checkpoint
+from ebgan_mdn_ros.runtime import sampler, selection
+from ebgan_mdn_ros.training.checkpoint import Checkpoint, load_checkpoint, write_evaluation
 from ebgan_mdn_ros.config_base import from_dict
 from ebgan_mdn_ros.evaluation.metrics import curve_metrics, grid_metrics, ik_metrics, planning_metrics
 from ebgan_mdn_ros.training.networks import MixtureDensityNetwork
@@ -44,6 +43,7 @@ class PolicySampler:
         self.is_mdn = isinstance(checkpoint.generator, MixtureDensityNetwork)
         self.has_energy = checkpoint.energy is not None
         self.is_ibc = checkpoint.generator is None
+        self.distribution = getattr(checkpoint.generator, "distribution", "gaussian")
         self.action_low = checkpoint.action_normalizer(torch.tensor(checkpoint.spec.action_low)).numpy()
         self.action_high = checkpoint.action_normalizer(torch.tensor(checkpoint.spec.action_high)).numpy()
 
@@ -86,32 +86,30 @@ class PolicySampler:
         if self.is_ibc:
             actions, components = self._derivative_free(condition, rule, rng)
             return actions[:, 0], components[:, 0]
-        if not self.is_mdn:
-            if rule == "raw":
-                return self._mlp_samples(condition, 1, rng)[:, 0], no_component
-            candidates = self._mlp_samples(condition, count, rng)
-            chosen = reranker.lowest_score(reranker.scores(self._energies(condition, candidates)))
-            return candidates[np.arange(batch), chosen], no_component
-        logits, means, scales = (t.double().numpy() for t in self.ckpt.generator(condition))
-        probs = sampler.mixture_weights(logits)
-        if rule == "raw":
-            component = sampler.choose_components(probs, rng.random(batch))
-            candidate = sampler.draw_candidates(means, scales, component[:, None],
-                                                rng.standard_normal((batch, 1, action_dim)))
-            return candidate[:, 0], component
-        if rule == "mode_first":
-            component = sampler.choose_components(probs, rng.random(batch), previous, self.keep_min_weight)
-            components = np.repeat(component[:, None], count, 1)
-        else:
-            components = sampler.draw_components(probs, rng.random((batch, count)))
-        candidates = sampler.draw_candidates(means, scales, components, rng.standard_normal((batch, count, action_dim)))
-        energies = self._energies(condition, candidates)
-        if rule == "importance":
-            log_q = sampler.mixture_log_density(logits, means, scales, candidates)
-            chosen = reranker.importance_resample(energies, log_q, rng.random(batch), self.temperature)
-        else:
-            chosen = reranker.lowest_score(reranker.scores(energies))
         rows = np.arange(batch)
+        if not self.is_mdn:
+            candidates = np.clip(self._mlp_samples(condition, 1 if rule == "raw" else count, rng),
+                                 self.action_low, self.action_high)
+            if rule == "raw":
+                return candidates[:, 0], no_component
+            chosen = selection.choose("lowest_energy", self._energies(condition, candidates))
+            return candidates[rows, chosen], no_component
+        logits, means, scales = (t.double().numpy() for t in self.ckpt.generator(condition))
+        # raw is one mixture sample, drawn as mode first draws (with nothing to keep) and K = 1
+        drawn_as, count = ("mode_first", 1) if rule == "raw" else (rule, count)
+        uniforms = rng.random((batch, 1 if drawn_as == "mode_first" else count))
+        noise = sampler.unit_noise(rng, (batch, count, action_dim), self.distribution)
+        candidates, components = selection.draw(drawn_as, logits, means, scales, uniforms, noise, self.action_low,
+                                                self.action_high, previous if rule != "raw" else None,
+                                                self.keep_min_weight)
+        if rule == "raw":
+            return candidates[:, 0], components[:, 0]
+        energies = self._energies(condition, candidates)
+        log_q = uniform = None
+        if rule == "importance":
+            log_q = sampler.mixture_log_density(logits, means, scales, candidates, self.distribution)
+            uniform = rng.random(batch)
+        chosen = selection.choose(rule, energies, log_q=log_q, uniform=uniform, temperature=self.temperature)
         return candidates[rows, chosen], components[rows, chosen]
 
     def _mlp_samples(self, condition: torch.Tensor, count: int, rng) -> np.ndarray:
@@ -141,7 +139,7 @@ class PolicySampler:
             noise *= 0.5
         energies = self._energies(condition, samples)
         if rule == "lowest_energy":
-            chosen = np.repeat(reranker.lowest_score(energies)[:, None], draws, 1)
+            chosen = np.repeat(selection.lowest_score(energies)[:, None], draws, 1)
         else:
             chosen = _categorical(-energies, draws, rng)
         return samples[rows, chosen], np.full((batch, draws), -1)
@@ -215,7 +213,7 @@ DEFAULT_SAMPLES = {"curve": 100, "ik": 20, "grid": 5000, "planning": 20}
 
 def evaluate_run(run_dir: str | Path, samples_per_condition: int | None = None, rollouts: int = 200,
                  seed: int = 0, rules: tuple[str, ...] = RULES, plots: bool = True, store: bool = True) -> dict:
-    """Metrics of every supported rule for the run in `run_dir`; PNGs and checkpoint metrics updated."""
+    """Metrics of every supported rule for the run in `run_dir`; PNGs and (with store) eval.json written."""
     run_dir = Path(run_dir)
     ckpt = load_checkpoint(run_dir)
     config = from_dict(TrainConfig, ckpt.config)
@@ -224,7 +222,7 @@ def evaluate_run(run_dir: str | Path, samples_per_condition: int | None = None, 
     if config.data.path:
         metrics = evaluate_demonstrations(policy, config, samples_per_condition or 20, rules, seed)
         if store:
-            store_metrics(run_dir / "checkpoint.pt", {**ckpt.metrics, "evaluation": metrics})
+            write_evaluation(run_dir, metrics)
         return metrics
     task = get_task(ckpt.task)
     count = samples_per_condition or DEFAULT_SAMPLES[task.kind]
@@ -242,7 +240,7 @@ def evaluate_run(run_dir: str | Path, samples_per_condition: int | None = None, 
         from ebgan_mdn_ros.evaluation.plots import plot_run  # matplotlib only when plotting
         metrics["plots"] = plot_run(run_dir, task, policy, material)
     if store:
-        store_metrics(run_dir / "checkpoint.pt", {**ckpt.metrics, "evaluation": metrics})
+        write_evaluation(run_dir, metrics)
     return metrics
 
 
@@ -267,11 +265,3 @@ def evaluate_demonstrations(policy: PolicySampler, config: TrainConfig, count: i
         results[rule] = {"best_error": float(errors.min(1).mean()), "mean_error": float(errors.mean())}
     return {"task": "demos", "data": config.data.path, "method": policy.ckpt.method, "rules": results}
 
-
-def store_metrics(path: Path, metrics: dict) -> None:
-    """Replace the checkpoint's metrics in place (atomically, like save_checkpoint), weights untouched."""
-    record = torch.load(path, map_location="cpu", weights_only=False)
-    record["metrics"] = metrics
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(record, tmp)
-    tmp.replace(path)

@@ -6,6 +6,8 @@ writes generator.onnx, energy.onnx, decision.onnx (the fused control step) and, 
 Every graph is compared with the torch modules on training-like and on random inputs; an error above
 the tolerance stops the export before anything is moved into ``out_dir``. The staged directory is
 then loaded with model_loader (hashes, signatures, probe) exactly as the node will load it.
+Everything comes from the run itself: the checkpoint (networks, normalisation, the conditions it
+trained on, for the threshold) and the run's eval.json (metrics); no task data is regenerated.
 """
 from __future__ import annotations
 
@@ -23,10 +25,11 @@ import onnxruntime as ort
 import torch
 
 from ebgan_mdn_ros.export import onnx_graphs as wrappers
-from ebgan_mdn_ros.training.checkpoint import Checkpoint, load_checkpoint
-from ebgan_mdn_ros.runtime.manifest import (MANIFEST_FILE, MANIFEST_FORMAT, EnergyCalibration, GraphSpec, Manifest, Normalization,
-                       graph_io, json_safe, sha256_of, write_manifest)
+from ebgan_mdn_ros.runtime import selection
+from ebgan_mdn_ros.runtime.manifest import (MANIFEST_FILE, MANIFEST_FORMAT, EnergyCalibration, GraphSpec, Manifest,
+                                            Normalization, graph_io, json_safe, sha256_of, write_manifest)
 from ebgan_mdn_ros.runtime.model_loader import load_model, session_options
+from ebgan_mdn_ros.training.checkpoint import Checkpoint, load_checkpoint, read_evaluation
 from ebgan_mdn_ros.training.networks import EnergyMLP, MixtureDensityNetwork
 
 OPSET = 17
@@ -53,12 +56,16 @@ def export_model(source: str | Path | Checkpoint, out_dir: str | Path, *, model_
                  log: Callable[[str], None] | None = None) -> ExportReport:
     """Export a run directory, a checkpoint.pt or a Checkpoint to ``out_dir`` (created or replaced).
 
-    calibration_conditions [N,C] raw: training conditions for the energy threshold suggestion; without
-    them, conditions are drawn from the condition normaliser (mean, std) and the manifest says so.
+    calibration_conditions [N,C] raw: conditions for the energy threshold suggestion; by default the
+    ones the run trained on (kept in the checkpoint); for a checkpoint without them, conditions are
+    drawn from the condition normaliser (mean, std) and the manifest says so.
     tolerance: each output must satisfy |onnxruntime - torch| <= tolerance * max(1, |torch|).
     """
     log = log or (lambda message: None)
     ckpt = source if isinstance(source, Checkpoint) else load_checkpoint(source)
+    evaluation = None if isinstance(source, Checkpoint) else read_evaluation(source)
+    if calibration_conditions is None and ckpt.training_conditions is not None:
+        calibration_conditions, calibration_source = ckpt.training_conditions, f"training:{ckpt.task}"
     modules, references = _wrap(ckpt)
     if not decision_graph:
         modules.pop("decision")
@@ -86,7 +93,9 @@ def export_model(source: str | Path | Checkpoint, out_dir: str | Path, *, model_
         log(f"energy threshold suggestion {threshold:.4g} ({calibration.source}, {calibration.num_conditions} "
             f"conditions, K={calibration.num_candidates})")
         del sessions
-        manifest = _manifest(ckpt, staging, list(modules), model_version, threshold, calibration, parity, tolerance)
+        metrics = {**ckpt.metrics, "evaluation": evaluation} if evaluation is not None else ckpt.metrics
+        manifest = _manifest(ckpt, staging, list(modules), model_version, threshold, calibration, parity, tolerance,
+                             metrics)
         write_manifest(manifest, staging)
         load_model(staging, roles=None, probe=True)  # exactly the node's checks, before anything ships
         _publish(staging, out_dir, [GRAPH_FILES[role] for role in modules])
@@ -96,28 +105,18 @@ def export_model(source: str | Path | Checkpoint, out_dir: str | Path, *, model_
     return ExportReport(out_dir, manifest, parity, sizes_on_disk)
 
 
-def training_conditions(source: str | Path | Checkpoint) -> tuple[np.ndarray | None, str | None]:
-    """The run's training conditions when they can be regenerated (a benchmark task), else (None, None).
-
-    Runs on user demonstrations return None: pass their conditions explicitly (`--calibration`).
-    """
-    from ebgan_mdn_ros.tasks import catalog as tasks
-
-    ckpt = source if isinstance(source, Checkpoint) else load_checkpoint(source)
-    data_path = ((ckpt.config or {}).get("data") or {}).get("path")
-    if data_path or ckpt.task not in tasks.task_names():
-        return None, None
-    task = tasks.get_task(ckpt.task)
-    if task.spec.condition_names != ckpt.spec.condition_names:
-        return None, None
-    return np.asarray(task.conditions, dtype=np.float32), f"task:{ckpt.task}"
-
-
 def _wrap(ckpt: Checkpoint) -> tuple[dict[str, torch.nn.Module], dict[str, torch.nn.Module]]:
     """(modules to export, reference modules built from the checkpoint as trained) by role."""
     if not isinstance(ckpt.generator, MixtureDensityNetwork):
         raise ExportError(f"only MixtureDensityNetwork generators can be exported (the runtime samples a "
                           f"mixture); this run's generator is {type(ckpt.generator).__name__}")
+    if ckpt.generator.distribution != "gaussian":
+        # The runtime draws Gaussian noise and the manifest (ebgan-mdn-model/1) has no field to say otherwise:
+        # a Laplace model would be served with candidates from the wrong family, silently.
+        raise ExportError(f"this run's mixture components are {ckpt.generator.distribution!r} "
+                          f"(model.distribution); the runtime samples 'gaussian' components only and "
+                          f"{MANIFEST_FORMAT} cannot record another family: retrain with "
+                          f"model.distribution: gaussian to deploy")
     if ckpt.energy is not None and not isinstance(ckpt.energy, EnergyMLP):
         raise ExportError(f"energy model {type(ckpt.energy).__name__} is not supported, expected EnergyMLP")
     generator = wrappers.GeneratorGraph(ckpt.generator, ckpt.condition_normalizer, ckpt.action_normalizer).eval()
@@ -201,7 +200,7 @@ def check_parity(ckpt: Checkpoint, references: dict, sessions: dict, tolerance: 
     """Max |onnxruntime - torch| per graph over training-like and random inputs; raise above tolerance.
 
     ``references`` are the networks as trained (normalisation outside, not folded into weights), so
-    this also checks the rewrites in _onnx_wrappers, not only the exporter.
+    this also checks the rewrites in onnx_graphs, not only the exporter.
     """
     rng = np.random.default_rng(seed)
     m, a = ckpt.generator.num_components, ckpt.spec.action_dim
@@ -247,7 +246,8 @@ def check_parity(ckpt: Checkpoint, references: dict, sessions: dict, tolerance: 
 def calibrate_threshold(ckpt: Checkpoint, sessions: dict, conditions: np.ndarray | None, source: str | None,
                         num_candidates: int, max_conditions: int, quantile: float, margin: float,
                         seed: int = 0) -> EnergyCalibration:
-    """Chosen (mode-first, lowest-energy) energies at training-like conditions, through the exported graphs."""
+    """Chosen energies at training-like conditions, drawn and chosen by the runtime's rule (mode first,
+    no previous mode) through the exported graphs: the fused one when there is one, else the two."""
     rng = np.random.default_rng(seed + 1)
     if conditions is None:
         mean = ckpt.condition_normalizer.mean.numpy()
@@ -257,39 +257,31 @@ def calibrate_threshold(ckpt: Checkpoint, sessions: dict, conditions: np.ndarray
     conditions = np.asarray(conditions, dtype=np.float32).reshape(-1, ckpt.spec.condition_dim)
     if len(conditions) > max_conditions:
         conditions = conditions[rng.choice(len(conditions), max_conditions, replace=False)]
+    low, high = np.asarray(ckpt.spec.action_low, np.float32), np.asarray(ckpt.spec.action_high, np.float32)
     chosen = []
-    a = ckpt.spec.action_dim
     for start in range(0, len(conditions), 32):
         condition = conditions[start:start + 32]
         batch = len(condition)
+        noise = rng.standard_normal((batch, num_candidates, ckpt.spec.action_dim), dtype=np.float32)
+        uniforms, previous = selection.graph_inputs("mode_first", rng.random((batch, num_candidates), dtype=np.float32),
+                                                    np.full(batch, -1, dtype=np.int64))
         if "decision" in sessions:
-            feeds = {"condition": condition, "noise": rng.standard_normal((batch, num_candidates, a), dtype=np.float32),
-                     "uniforms": np.repeat(rng.random((batch, 1), dtype=np.float32), num_candidates, axis=1),
-                     "previous_component": np.full(batch, -1, dtype=np.int64),
-                     "keep_min_weight": np.array([0.0], dtype=np.float32)}
-            energies = sessions["decision"].run(["energies"], feeds)[0]
+            energies = sessions["decision"].run(["energies"], {
+                "condition": condition, "noise": noise, "uniforms": uniforms, "previous_component": previous,
+                "keep_min_weight": np.array([0.0], dtype=np.float32)})[0]
         else:
-            energies = _two_session_energies(ckpt, sessions, condition, num_candidates, rng)
-        chosen.append(energies.min(axis=1))
+            logits, means, scales = sessions["generator"].run(None, {"condition": condition})
+            candidates, _ = selection.draw("mode_first", logits, means, scales, uniforms, noise, low, high, previous)
+            energies = sessions["energy"].run(None, {"condition": condition, "actions": candidates})[0]
+        chosen.append(energies[np.arange(batch), selection.choose("mode_first", energies)])
     chosen = np.concatenate(chosen).astype(np.float64)
     return EnergyCalibration(quantile=quantile, margin=margin, quantile_energy=float(np.quantile(chosen, quantile)),
                              median_energy=float(np.median(chosen)), num_conditions=int(chosen.size),
                              num_candidates=num_candidates, source=source or "given")
 
 
-def _two_session_energies(ckpt, sessions, condition, num_candidates, rng):
-    from ebgan_mdn_ros.runtime.sampler import choose_components, draw_candidates, mixture_weights
-    logits, means, scales = sessions["generator"].run(None, {"condition": condition})
-    batch, a = len(condition), ckpt.spec.action_dim
-    components = choose_components(mixture_weights(logits), rng.random(batch))
-    candidates = draw_candidates(means, scales, np.repeat(components[:, None], num_candidates, axis=1),
-                                 rng.standard_normal((batch, num_candidates, a)))
-    candidates = np.clip(candidates, ckpt.spec.action_low, ckpt.spec.action_high).astype(np.float32)
-    return sessions["energy"].run(None, {"condition": condition, "actions": candidates})[0]
-
-
 def _manifest(ckpt: Checkpoint, staging: Path, roles: list[str], model_version: str | None, threshold: float,
-              calibration: EnergyCalibration, parity: dict, tolerance: float) -> Manifest:
+              calibration: EnergyCalibration, parity: dict, tolerance: float, metrics: dict) -> Manifest:
     spec = ckpt.spec
     sizes = (spec.condition_dim, spec.action_dim, ckpt.generator.num_components)
     graphs = {}
@@ -312,7 +304,7 @@ def _manifest(ckpt: Checkpoint, staging: Path, roles: list[str], model_version: 
             tuple(ckpt.action_normalizer.mean.tolist()), tuple(ckpt.action_normalizer.std.tolist())),
         energy_threshold=float(threshold), energy_calibration=calibration,
         parity={"tolerance": tolerance, "rule": "|onnxruntime - torch| <= tolerance * max(1, |torch|)", **parity},
-        training_config=json_safe(ckpt.config), metrics=json_safe(ckpt.metrics),
+        training_config=json_safe(ckpt.config), metrics=json_safe(metrics),
         exported_with={"torch": torch.__version__, "onnxruntime": ort.__version__, "opset": OPSET,
                        "exporter": "torch.onnx.export(dynamo=False)"},
         exported_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))

@@ -1,11 +1,12 @@
-"""Torch modules that are exported to ONNX: raw units in, raw units out (private to export.py).
+"""Torch modules that are exported to ONNX: raw units in, raw units out (private to exporter.py).
 
 Normalisation lives inside the graphs so the runtime never needs the statistics. The graphs:
 - GeneratorGraph: condition [B,C] -> logits [B,M], means [B,M,A], scales [B,M,A];
 - EnergyGraph: condition [B,C], actions [B,K,A] -> energy [B,K] (lower is better);
 - DecisionGraph: the generator, component choice, candidate draws and energies in one graph, so a
-  control step is one session run and, on CUDA, sampling stays on the device. Its randomness comes in
-  as inputs (uniforms, noise), exactly as sampler.py takes it, so it is reproducible and testable.
+  control step is one session run and, on CUDA, sampling stays on the device. It is a copy, for speed,
+  of runtime/selection.draw (the reference), with the randomness coming in as the same inputs, so
+  test/test_selection.py holds it to the reference on the same noise.
 """
 from __future__ import annotations
 
@@ -93,11 +94,10 @@ class DecisionGraph(nn.Module):
     """condition, noise [B,K,A], uniforms [B,K], previous_component [B], keep_min_weight [1]
     -> candidates [B,K,A], energies [B,K], components [B,K], logits, means, scales.
 
-    Component of candidate k: inverse CDF of uniforms[:, k] (sampler._inverse_cdf), replaced by
-    previous_component where that is >= 0 and its weight >= keep_min_weight (sampler.choose_components).
-    The caller gets "mode first" by passing one uniform repeated K times and whole-mixture draws by
-    passing K independent uniforms with previous_component = -1. Candidates are clipped to the action
-    box, so the energy scores what would be executed.
+    Component of candidate k: inverse CDF of uniforms[:, k], replaced by previous_component where that
+    is >= 0 and its weight >= keep_min_weight; candidates clipped to the action box. A selection rule
+    reaches the graph through selection.graph_inputs (mode first: one uniform repeated K times; the
+    whole-mixture rules: K uniforms and no previous component), and is then selection.draw's result.
     """
 
     def __init__(self, generator_graph: GeneratorGraph, energy_graph: nn.Module,
