@@ -107,7 +107,7 @@ class ModelSwapper:
             self.previous, self.previous_dir = self.active, self.active_dir
             self.active, self.active_dir = runtime, str(model_dir)
             self.last_result = LOADED
-        del retired
+        del retired          # the displaced previous model is freed here, outside the lock (start-up, not a tick)
         return runtime
 
     # -- requests (any thread, e.g. a service callback) ----------------------------------------
@@ -192,7 +192,9 @@ class ModelSwapper:
             if job is _DROP:
                 with self._lock:
                     retired, self._retired = self._retired, []
-                del retired          # the last references: sessions are freed on this thread
+                # The last references to the retired runtimes: clearing them frees their sessions here,
+                # on the worker and outside the lock, so a slow destructor never delays poll().
+                retired.clear()
                 continue
             self._prepare(job)
 
