@@ -14,6 +14,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 
+import mujoco
 import numpy as np
 
 from ebgan_mdn_ros.config_base import require
@@ -66,14 +67,14 @@ class IkResult:
 
 
 def rotation_error(target: np.ndarray, current: np.ndarray) -> np.ndarray:
-    """World-frame rotation vector taking ``current`` to ``target`` (both 3 x 3)."""
-    relative = target @ current.T
-    cosine = np.clip((np.trace(relative) - 1.0) / 2.0, -1.0, 1.0)
-    axis = np.array([relative[2, 1] - relative[1, 2], relative[0, 2] - relative[2, 0], relative[1, 0] - relative[0, 1]])
-    angle = math.acos(cosine)
-    if angle < 1e-9:
-        return axis / 2.0
-    return axis * (angle / (2.0 * math.sin(angle))) if angle < math.pi - 1e-6 else axis  # pi: any axis will do
+    """World-frame rotation vector taking ``current`` to ``target`` (both 3 x 3).
+
+    Through the quaternion, which stays well defined at a half turn, where the matrix log does not.
+    """
+    quaternion, vector = np.empty(4), np.empty(3)
+    mujoco.mju_mat2Quat(quaternion, np.ascontiguousarray(target @ current.T).reshape(9))
+    mujoco.mju_quat2Vel(vector, quaternion, 1.0)
+    return vector
 
 
 def solve_ik(arm: MujocoArm, position, rotation, initial, config: ExpertConfig = ExpertConfig()) -> IkResult:

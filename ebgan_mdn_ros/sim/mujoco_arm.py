@@ -89,7 +89,7 @@ class ArmSimConfig:
 
     def __post_init__(self):
         require(0 < self.timestep_s <= 0.01, "timestep_s", self.timestep_s, "in (0, 0.01] s")
-        # Above ~1/(4 dt) the explicit servo loop is no longer resolved by the time step.
+        # Beyond 1/(4 dt) one servo period (2 pi / wn) spans fewer than ~25 time steps: poorly resolved.
         require(0 < self.servo_natural_frequency <= 0.25 / self.timestep_s, "servo_natural_frequency",
                 self.servo_natural_frequency, f"in (0, {0.25 / self.timestep_s:g}] rad/s")
         require(bool(self.flange_site), "flange_site", self.flange_site, "a site name")

@@ -10,7 +10,6 @@ World frame = the UR5e base frame (z up, base on z = 0), metres.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -101,6 +100,3 @@ def route_of(flange_path, config: BoxReachConfig = BoxReachConfig()) -> str:
 def goal_reached(flange_position, goal, config: BoxReachConfig = BoxReachConfig()) -> bool:
     return bool(np.linalg.norm(np.asarray(flange_position) - np.asarray(goal)) <= config.goal_tolerance)
 
-
-def path_length(corners) -> float:
-    return float(sum(math.dist(a, b) for a, b in zip(corners[:-1], corners[1:])))
