@@ -9,7 +9,7 @@ from onnx import numpy_helper
 
 from ebgan_mdn_ros.cli import main as cli_main
 from ebgan_mdn_ros.runtime.manifest import sha256_of
-from ebgan_mdn_ros.runtime.model_loader import ModelValidationError, load_model, require_compatible
+from ebgan_mdn_ros.runtime.model_loader import ModelValidationError, load_model
 from ebgan_mdn_ros.runtime.policy_runtime import PolicyRuntime
 from model_factory import build_model_dir
 
@@ -125,15 +125,6 @@ def test_runtime_raises_the_same_error(model_dir):
     _edit_manifest(model_dir, lambda d: d["energy"].update(sha256="f" * 64))
     with pytest.raises(ModelValidationError, match="energy.onnx has sha256"):
         PolicyRuntime(model_dir)
-
-
-def test_require_compatible_names_the_difference(model_dir):
-    manifest = load_model(model_dir, probe=False).manifest
-    require_compatible(manifest, ("goal.0", "goal.1"), ("j1", "j2"), "absolute")
-    with pytest.raises(ModelValidationError, match=r"action names \['j1', 'j2'\] differ .* \['j2', 'j1'\]"):
-        require_compatible(manifest, action_names=("j2", "j1"))
-    with pytest.raises(ModelValidationError, match="action_kind 'absolute' differs from the running 'delta'"):
-        require_compatible(manifest, action_kind="delta")
 
 
 def test_unavailable_provider_only_is_refused(model_dir):

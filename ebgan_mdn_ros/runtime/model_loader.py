@@ -185,16 +185,3 @@ def _expect(model: LoadedModel, role: str, name: str, value: np.ndarray, shape: 
     if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
         raise ModelValidationError(f"{where}: output {name!r} is not finite on the probe "
                                    f"({int(np.sum(~np.isfinite(value)))} of {value.size} values; NaN/inf weights?)")
-
-
-def require_compatible(manifest: Manifest, condition_names: Iterable[str] | None = None,
-                       action_names: Iterable[str] | None = None, action_kind: str | None = None) -> None:
-    """A model may replace the running one only if it reads and writes the same named dimensions."""
-    if condition_names is not None and tuple(condition_names) != manifest.condition_names:
-        raise ModelValidationError(f"condition names {list(manifest.condition_names)} differ from the running "
-                                   f"configuration's {list(condition_names)}")
-    if action_names is not None and tuple(action_names) != manifest.action_names:
-        raise ModelValidationError(f"action names {list(manifest.action_names)} differ from the running "
-                                   f"configuration's {list(action_names)}")
-    if action_kind is not None and action_kind != manifest.action_kind:
-        raise ModelValidationError(f"action_kind {manifest.action_kind!r} differs from the running {action_kind!r}")
