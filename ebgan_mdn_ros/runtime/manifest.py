@@ -5,6 +5,11 @@ action dimensions are called, the action box, the graphs' files, hashes and tens
 energy threshold suggestion, and where the model came from (training config, metrics, parity).
 Parsing is strict (config_base.from_dict): an unknown key or a wrong type is an error naming it.
 No torch, no onnxruntime: the node and `ebgan-mdn validate` import this on a robot.
+
+A model directory may come from anyone who can set a parameter, so its files are read only through
+read_model_file: inside the directory's real path, regular files, bounded in size, read once. An
+error names the file and the kind of problem; it never quotes a file that is not one of our
+manifests, and what it quotes of one is bounded.
 """
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import json
 import math
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,10 +32,20 @@ ENERGY_SOURCES = ("network", "mixture_negative_log_density")
 DTYPES = ("float32", "int64")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _FILE_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.onnx$")
+MAX_MANIFEST_BYTES = 1 << 20  # ours are a few KiB; anything near this is not a manifest
+MAX_QUOTED_CHARS = 500        # of an error message quoting a manifest (the known-keys list is ~350)
 
 
 class ManifestError(ValueError):
     """manifest.json is missing, malformed or inconsistent with itself."""
+
+
+class ModelFileError(ValueError):
+    """A file of a model directory cannot be read safely: outside the directory, not a regular file, too large."""
+
+
+class ModelFileMissing(ModelFileError):
+    """The file does not exist (or is a link to nothing)."""
 
 
 @dataclass(frozen=True)
@@ -178,6 +194,7 @@ def signature(inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...]) -
 
 
 def sha256_of(path: str | Path) -> str:
+    """For files the caller wrote itself (the exporter); the loader hashes the bytes it read instead."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -185,22 +202,105 @@ def sha256_of(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def manifest_from_dict(data: Any) -> Manifest:
+def bounded(text: str, limit: int = MAX_QUOTED_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, saying how long it was."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def is_inside(path: str, root: str) -> bool:
+    """Whether the absolute ``path`` is ``root`` or below it (by path components, not string prefix)."""
+    try:
+        return os.path.commonpath([path, root]) == root
+    except ValueError:  # different drives (Windows)
+        return False
+
+
+def read_model_file(root: str | Path, name: str, limit: int) -> bytes:
+    """The bytes of ``name`` in the model directory ``root``, read once, at most ``limit`` of them.
+
+    ``root`` is the directory's real path, resolved once by the caller (os.path.realpath) and used
+    as given, so that one load reads every file against the same directory. Refused
+    (ModelFileError) unless the file's real path is inside ``root`` (a symlink within the directory
+    is fine, one out of it is not), it is a regular file (a FIFO would block, a device never ends)
+    and it is no larger than ``limit``. The checks apply to the one open file whose bytes are
+    returned; the caller hashes and uses those bytes, never the path again.
+    """
+    root = os.path.abspath(root)
+    shown = os.path.join(root, name)
+    real = os.path.realpath(shown)
+    if not is_inside(real, root):
+        raise ModelFileError(f"{shown} resolves outside the model directory (a symlink out of it?); not read")
+    try:
+        # O_NOFOLLOW: if the resolved file was swapped for a symlink since, refuse rather than follow it.
+        # O_NONBLOCK: opening a FIFO returns at once (and is then refused) instead of waiting for a writer.
+        flags = os.O_RDONLY | getattr(os, "O_BINARY", 0)
+        for flag in ("O_NOFOLLOW", "O_NONBLOCK", "O_CLOEXEC"):  # POSIX; Windows has none of them
+            flags |= getattr(os, flag, 0)
+        fd = os.open(real, flags)
+    except FileNotFoundError:
+        raise ModelFileMissing(f"{shown} is missing") from None
+    except OSError as exc:
+        raise ModelFileError(f"{shown} cannot be opened: {exc.strerror}") from None
+    with open(fd, "rb", closefd=True) as handle:
+        opened = _path_of(fd)  # a directory above the file swapped for a symlink after realpath shows here
+        if opened is not None and not is_inside(opened, root):
+            raise ModelFileError(f"{shown} resolves outside the model directory (it changed while opening); not read")
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ModelFileError(f"{shown} is not a regular file")
+        if info.st_size > limit:
+            raise ModelFileError(f"{shown} is {info.st_size} bytes, over the limit of {limit} bytes")
+        # One byte more than stat said: a file still being written shows up here instead of being
+        # read past the limit.
+        data = handle.read(info.st_size + 1)
+    if len(data) > info.st_size:
+        raise ModelFileError(f"{shown} grew while being read (is it still being written?)")
+    return data
+
+
+def _path_of(fd: int) -> str | None:
+    """The path the kernel has for an open file (Linux /proc); None where that is not available."""
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}").removesuffix(" (deleted)")
+    except OSError:
+        return None
+
+
+def manifest_from_dict(data: Any, where: str = "manifest") -> Manifest:
+    # A JSON file that is not one of our manifests (any readable file can be offered as one) is
+    # refused without naming its keys or values; only a real manifest's errors quote, and bounded.
+    if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
+        found = data.get("format") if isinstance(data, dict) else None
+        if isinstance(found, str) and found.startswith(MANIFEST_FORMAT.split("/")[0] + "/"):
+            raise ManifestError(f"{where}: format {bounded(found, 40)!r} is not supported, "
+                                f"expected {MANIFEST_FORMAT!r}")
+        raise ManifestError(f"{where}: not an {MANIFEST_FORMAT} manifest (a JSON object whose \"format\" is "
+                            f"{MANIFEST_FORMAT!r}); its contents are not shown")
     try:
         return from_dict(Manifest, data)
     except (ConfigError, TypeError) as exc:
-        raise ManifestError(f"manifest: {exc}") from None
+        raise ManifestError(f"{where}: {bounded(str(exc))}") from None
 
 
 def load_manifest(model_dir: str | Path) -> Manifest:
-    path = Path(model_dir) / MANIFEST_FILE
-    if not path.is_file():
-        raise ManifestError(f"{path} does not exist (an export writes it last: the directory may be incomplete)")
+    return read_manifest(os.path.realpath(model_dir))
+
+
+def read_manifest(root: str | Path) -> Manifest:
+    """The manifest of the model directory whose real path is ``root`` (used as given, see read_model_file)."""
+    path = Path(root) / MANIFEST_FILE
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ManifestError(f"{path} is not readable JSON: {exc}") from None
-    return manifest_from_dict(data)
+        raw = read_model_file(root, MANIFEST_FILE, MAX_MANIFEST_BYTES)
+    except ModelFileMissing:
+        raise ManifestError(f"{path} does not exist (an export writes it last: "
+                            "the directory may be incomplete)") from None
+    except ModelFileError as exc:
+        raise ManifestError(str(exc)) from None
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, a 5000-digit number, [[[[...]]]]
+        raise ManifestError(f"{path} is not readable JSON: {bounded(str(exc) or type(exc).__name__)}") from None
+    return manifest_from_dict(data, str(path))
 
 
 def manifest_to_dict(manifest: Manifest) -> dict:

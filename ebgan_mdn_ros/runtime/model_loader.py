@@ -1,12 +1,18 @@
 """Load a model directory into onnxruntime sessions, checking it against its manifest first.
 
-Every check raises ModelValidationError with the reason: manifest parse, file presence, sha256,
-onnxruntime load, input/output names, types and shapes against the manifest, finite probe outputs.
-It does file I/O and builds sessions, so call it off the control path (the node's hot-swap runs it
-in a worker and keeps the old model serving if it raises). No torch, no rclpy.
+Every check raises ModelValidationError with the reason: manifest parse, file presence, place and
+size, sha256, onnxruntime load, input/output names, types and shapes against the manifest, finite
+probe outputs. It does file I/O and builds sessions, so call it off the control path (the node's
+hot-swap runs it in a worker and keeps the old model serving if it raises). No torch, no rclpy.
+
+What is served is what was checked: the directory is resolved once to its real path, each file is
+read once (manifest.read_model_file: inside that path, regular, bounded), each graph's bytes are
+hashed and handed to onnxruntime as bytes, never reopened by path.
 """
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -14,10 +20,14 @@ from typing import Iterable, Mapping
 import numpy as np
 import onnxruntime as ort
 
-from ebgan_mdn_ros.runtime.manifest import GraphSpec, Manifest, ManifestError, TensorSpec, load_manifest, sha256_of
+from ebgan_mdn_ros.runtime.manifest import (GraphSpec, Manifest, ManifestError, ModelFileError, TensorSpec, bounded,
+                                            read_manifest, read_model_file)
 
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(int64)": "int64"}
 DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
+# Our graphs are a few MiB; the bound only stops a wrong or hostile file from being read whole. A
+# graph is held in memory twice while its session is built (our bytes and onnxruntime's copy).
+MAX_GRAPH_BYTES = 512 << 20
 
 
 class ModelValidationError(Exception):
@@ -26,10 +36,11 @@ class ModelValidationError(Exception):
 
 @dataclass(frozen=True)
 class LoadedModel:
-    directory: Path
+    directory: Path  # as given
     manifest: Manifest
     sessions: Mapping[str, ort.InferenceSession]  # by role: "generator", "energy", maybe "decision"
     providers: tuple[str, ...]  # as the sessions report them, not as requested
+    real_directory: Path | None = None  # where the files were read from (symlinks resolved)
 
 
 def session_options(intra_op_threads: int = 1, inter_op_threads: int = 1) -> ort.SessionOptions:
@@ -67,10 +78,13 @@ def load_model(model_dir: str | Path, providers: Iterable[str] = DEFAULT_PROVIDE
     Every graph's file and hash is checked; names, shapes and the probe apply to the opened ones.
     """
     directory = Path(model_dir)
-    if not directory.is_dir():
+    # Resolved once: every file below is read relative to this, so a symlinked directory switched
+    # mid-load (models/current -> v4) cannot mix files.
+    root = Path(os.path.realpath(directory))
+    if not root.is_dir():
         raise ModelValidationError(f"{directory} is not a directory")
     try:
-        manifest = load_manifest(directory)
+        manifest = read_manifest(root)
     except ManifestError as exc:
         raise ModelValidationError(str(exc)) from None
     graphs = manifest.graphs
@@ -78,34 +92,39 @@ def load_model(model_dir: str | Path, providers: Iterable[str] = DEFAULT_PROVIDE
     for role in roles:
         if role not in graphs:
             raise ModelValidationError(f"{directory}: the manifest has no {role!r} graph")
-    for graph in graphs.values():  # all of them: the directory ships as one unit, even if one graph serves
-        _check_file(directory / graph.file, graph)
+    # All of them are read and hashed: the directory ships as one unit, even if one graph serves.
+    verified = {role: _read_graph(root, graph) for role, graph in graphs.items()}
     usable = resolve_providers(providers)
     options = session_options(intra_op_threads, inter_op_threads)
     sessions = {}
     for role in roles:
-        path = directory / graphs[role].file
+        path = root / graphs[role].file
         try:
-            session = ort.InferenceSession(str(path), sess_options=options, providers=usable)
+            session = ort.InferenceSession(verified[role], sess_options=options, providers=usable)
         except Exception as exc:  # onnxruntime raises its own classes for every kind of broken file
-            raise ModelValidationError(f"{path} cannot be loaded by onnxruntime: {exc}") from None
+            raise ModelValidationError(f"{path} cannot be loaded by onnxruntime: {bounded(str(exc))}") from None
         _check_signature(path, session.get_inputs(), graphs[role].inputs, "input")
         _check_signature(path, session.get_outputs(), graphs[role].outputs, "output")
         sessions[role] = session
     main = sessions.get("decision") or next(iter(sessions.values()))
-    model = LoadedModel(directory, manifest, sessions, tuple(main.get_providers()))
+    model = LoadedModel(directory, manifest, sessions, tuple(main.get_providers()), root)
     if probe:
         probe_model(model)
     return model
 
 
-def _check_file(path: Path, graph: GraphSpec) -> None:
-    if not path.is_file():
-        raise ModelValidationError(f"{path} is missing")
-    digest = sha256_of(path)
+def _read_graph(root: Path, graph: GraphSpec) -> bytes:
+    """The graph's bytes, once they match the manifest's hash."""
+    path = root / graph.file
+    try:
+        data = read_model_file(root, graph.file, MAX_GRAPH_BYTES)
+    except ModelFileError as exc:
+        raise ModelValidationError(str(exc)) from None
+    digest = hashlib.sha256(data).hexdigest()
     if digest != graph.sha256:
         raise ModelValidationError(f"{path} has sha256 {digest}, the manifest says {graph.sha256} "
                                    "(file changed, truncated or from another export)")
+    return data
 
 
 def _check_signature(path: Path, actual, expected: tuple[TensorSpec, ...], kind: str) -> None:

@@ -1,0 +1,192 @@
+"""What load_model reads, and how: only files inside the model directory, each once, each bounded.
+
+A model directory may come from anywhere (a parameter, a service call, a copied folder), so the
+loader must not be a way to read other files (symlinks out, a JSON file that is not a manifest
+echoed back in an error), must serve exactly the bytes it hashed (no reopening by path, no external
+data files), must not be made to read without bound (huge or growing files, FIFOs), and can be
+limited to allowed model roots.
+"""
+import hashlib
+import json
+import os
+import shutil
+import threading
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from ebgan_mdn_ros.cli import main as cli_main
+from ebgan_mdn_ros.runtime import manifest as manifest_module
+from ebgan_mdn_ros.runtime import model_loader
+from ebgan_mdn_ros.runtime.manifest import ManifestError, load_manifest, sha256_of
+from ebgan_mdn_ros.runtime.model_loader import ModelValidationError, load_model
+from model_factory import build_model_dir
+
+SECRET = "hunter2-s3cr3t"
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("integrity")
+    names = dict(condition_names=("goal.0", "goal.1"), action_names=("j1", "j2"), num_components=3, hidden_sizes=(8,))
+    return build_model_dir(root / "valid", **names), build_model_dir(root / "other", seed=1, **names)
+
+
+@pytest.fixture
+def model_dir(models, tmp_path):
+    return shutil.copytree(models[0], tmp_path / "model")
+
+
+def _rehash(model_dir, role):
+    path = model_dir / "manifest.json"
+    data = json.loads(path.read_text())
+    data[role]["sha256"] = sha256_of(model_dir / data[role]["file"])
+    path.write_text(json.dumps(data))
+
+
+def _refusal(model_dir, **kwargs) -> str:
+    with pytest.raises(ModelValidationError) as info:
+        load_model(model_dir, **kwargs)
+    return str(info.value)
+
+
+def _cli_refusal(model_dir, capsys) -> str:
+    assert cli_main(["validate", str(model_dir)]) == 1
+    return capsys.readouterr().err
+
+
+# -- 1. nothing outside the model directory is read ------------------------------------------------
+
+@pytest.mark.parametrize("name", ["generator.onnx", "energy.onnx", "decision.onnx", "manifest.json"])
+def test_a_file_symlinked_out_of_the_directory_is_refused(model_dir, tmp_path, name):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    shutil.move(model_dir / name, outside / name)
+    (model_dir / name).symlink_to(outside / name)           # same bytes, so only where it lies is wrong
+    message = _refusal(model_dir)
+    assert f"{name} resolves outside the model directory" in message, message
+    assert str(outside) not in message                      # where the link points is not echoed
+
+
+def test_a_graph_linked_to_an_unrelated_file_is_not_opened_or_hashed(model_dir, tmp_path, capsys):
+    secret = tmp_path / "id_ed25519"
+    secret.write_text(SECRET)
+    (model_dir / "energy.onnx").unlink()
+    (model_dir / "energy.onnx").symlink_to(secret)
+    digest = hashlib.sha256(SECRET.encode()).hexdigest()
+    for message in (_refusal(model_dir), _cli_refusal(model_dir, capsys)):
+        assert "energy.onnx resolves outside the model directory" in message, message
+        assert digest not in message and "has sha256" not in message
+
+
+def test_symlinks_that_stay_inside_the_directory_are_followed(model_dir, tmp_path):
+    (model_dir / "blobs").mkdir()
+    for name in ("generator.onnx", "manifest.json"):
+        shutil.move(model_dir / name, model_dir / "blobs" / name)
+        (model_dir / name).symlink_to(os.path.join("blobs", name))
+    current = tmp_path / "current"
+    current.symlink_to(model_dir)                           # models/current -> models/v3 is a normal layout
+    model = load_model(current)
+    assert model.directory == current and model.real_directory == model_dir.resolve()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/fd"), reason="needs Linux /proc")
+def test_a_directory_swapped_for_a_symlink_after_resolving_is_caught_on_the_open_file(model_dir, tmp_path,
+                                                                                       monkeypatch):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "manifest.json").write_text(SECRET)
+    (model_dir / "sub").symlink_to(outside)
+    root = str(model_dir.resolve())
+    # As if realpath ran just before "sub" became a symlink: it resolves to a path inside the directory.
+    monkeypatch.setattr(os.path, "realpath", os.path.abspath)
+    with pytest.raises(manifest_module.ModelFileError, match="changed while opening"):
+        manifest_module.read_model_file(root, "sub/manifest.json", 1 << 20)
+
+
+@pytest.mark.parametrize("content", [
+    {"password": SECRET, "nested": {"token": SECRET}},
+    [SECRET, {"password": SECRET}],
+    SECRET,
+    {"format": SECRET, "password": SECRET},
+])
+def test_a_json_file_that_is_not_a_manifest_is_refused_without_quoting_it(model_dir, capsys, content):
+    (model_dir / "manifest.json").write_text(json.dumps(content))
+    with pytest.raises(ManifestError) as info:
+        load_manifest(model_dir)
+    for message in (str(info.value), _refusal(model_dir), _cli_refusal(model_dir, capsys)):
+        assert "manifest.json" in message and "not an ebgan-mdn-model/1 manifest" in message, message
+        assert SECRET not in message and "password" not in message and "token" not in message
+
+
+def test_what_an_invalid_manifest_error_quotes_is_bounded(model_dir):
+    path = model_dir / "manifest.json"
+    data = json.loads(path.read_text())
+    data["model_version"] = ["x" * 100_000]
+    path.write_text(json.dumps(data))
+    message = _refusal(model_dir)
+    assert "model_version" in message and "expected a string" in message and len(message) < 1000, message[:2000]
+
+
+# -- 2. the bytes hashed are the bytes served ------------------------------------------------------
+
+def test_a_graph_replaced_after_it_was_hashed_is_not_served(models, model_dir, monkeypatch):
+    verified = (model_dir / "generator.onnx").read_bytes()
+    real_session = ort.InferenceSession
+
+    def replace_then_open(source, *args, **kwargs):
+        # The swap lands in the window between the hash check and onnxruntime opening the graph.
+        shutil.copy(models[1] / "generator.onnx", model_dir / "generator.onnx")
+        return real_session(source, *args, **kwargs)
+
+    monkeypatch.setattr(ort, "InferenceSession", replace_then_open)
+    served = load_model(model_dir, roles=["generator"]).sessions["generator"]
+    monkeypatch.undo()
+    condition = np.array([[0.3, -0.2]], dtype=np.float32)
+    expected = real_session(verified, providers=["CPUExecutionProvider"]).run(None, {"condition": condition})
+    for have, want in zip(served.run(None, {"condition": condition}), expected):
+        np.testing.assert_array_equal(have, want)
+
+
+# -- 3. every read is bounded -----------------------------------------------------------------------
+
+def test_an_oversized_manifest_is_refused_by_its_size(model_dir):
+    path = model_dir / "manifest.json"
+    path.write_text(path.read_text() + " " * (1 << 20))  # still a valid manifest, only too large
+    assert "manifest.json is" in _refusal(model_dir) and "over the limit of 1048576" in _refusal(model_dir)
+
+
+def test_a_sparse_huge_manifest_is_refused_without_reading_it(model_dir):
+    with open(model_dir / "manifest.json", "r+b") as handle:
+        handle.truncate(64 << 20)                        # 64 MiB that take no disk and must take no memory
+    assert "over the limit" in _refusal(model_dir)
+
+
+def test_an_oversized_graph_is_refused_by_its_size(model_dir, monkeypatch):
+    monkeypatch.setattr(model_loader, "MAX_GRAPH_BYTES", 1024)
+    message = _refusal(model_dir)
+    assert "generator.onnx is" in message and "over the limit of 1024 bytes" in message, message
+
+
+@pytest.mark.timeout(60)  # a regression would block on open(); fail instead of hanging the suite
+@pytest.mark.parametrize("name", ["manifest.json", "decision.onnx"])
+def test_a_fifo_is_refused_without_blocking(model_dir, name):
+    (model_dir / name).unlink()
+    os.mkfifo(model_dir / name)
+    result = {}
+    worker = threading.Thread(target=lambda: result.update(message=_refusal(model_dir)), daemon=True)
+    worker.start()
+    worker.join(30)
+    if worker.is_alive():  # unblock the stuck open() so the thread can end
+        with open(model_dir / name, "wb"):
+            pass
+        pytest.fail(f"opening the FIFO {name} blocked")
+    assert f"{name} is not a regular file" in result["message"], result
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux /proc")
+def test_a_file_longer_than_its_stat_size_is_refused():
+    # /proc files stat as 0 bytes and read as more: the same as a file growing between stat and read.
+    with pytest.raises(manifest_module.ModelFileError, match="grew while being read"):
+        manifest_module.read_model_file(os.path.realpath("/proc/self"), "status", 1 << 20)
