@@ -13,8 +13,10 @@ import shutil
 import threading
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
+from onnx import helper, numpy_helper
 
 from ebgan_mdn_ros.cli import main as cli_main
 from ebgan_mdn_ros.runtime import manifest as manifest_module
@@ -147,6 +149,104 @@ def test_a_graph_replaced_after_it_was_hashed_is_not_served(models, model_dir, m
     expected = real_session(verified, providers=["CPUExecutionProvider"]).run(None, {"condition": condition})
     for have, want in zip(served.run(None, {"condition": condition}), expected):
         np.testing.assert_array_equal(have, want)
+
+
+def _externalise(model_dir, location, data=None):
+    """energy.onnx with its largest weight moved to the external file ``location`` (manifest rehashed)."""
+    model = onnx.load(str(model_dir / "energy.onnx"))
+    tensor = max(model.graph.initializer, key=lambda t: np.prod(t.dims))
+    payload = numpy_helper.to_array(tensor).tobytes()
+    target = model_dir / location
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(payload if data is None else data)
+    tensor.ClearField("raw_data")
+    tensor.data_location = onnx.TensorProto.EXTERNAL
+    for key, value in (("location", location), ("offset", "0"), ("length", str(len(payload)))):
+        tensor.external_data.add(key=key, value=value)
+    (model_dir / "energy.onnx").write_bytes(model.SerializeToString())
+    _rehash(model_dir, "energy")
+
+
+@pytest.mark.parametrize("location", ["weights.bin", "../outside.bin"])
+def test_graphs_with_external_data_are_refused(model_dir, location):
+    _externalise(model_dir, location)
+    message = _refusal(model_dir)
+    assert "energy.onnx uses external data" in message, message
+
+
+def _tensor(name="w", external=False):
+    tensor = numpy_helper.from_array(np.ones((2, 2), dtype=np.float32), name)
+    if external:
+        tensor.ClearField("raw_data")
+        tensor.data_location = onnx.TensorProto.EXTERNAL
+        tensor.external_data.add(key="location", value="/etc/passwd")
+    return tensor
+
+
+def _graph(external_initializer=False, nodes=(), sparse=()):
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 2])
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2, 2])
+    nodes = list(nodes) or [helper.make_node("Add", ["x", "w"], ["y"])]
+    return helper.make_graph(nodes, "g", [x], [y], initializer=[_tensor(external=external_initializer)],
+                             sparse_initializer=list(sparse))
+
+
+def _constant(external):
+    return helper.make_node("Constant", [], ["c"], value=_tensor("c", external))
+
+
+def _if(external):
+    branch = helper.make_graph([_constant(external)], "b", [],
+                               [helper.make_tensor_value_info("c", onnx.TensorProto.FLOAT, [2, 2])])
+    return helper.make_node("If", ["flag"], ["y"], then_branch=branch, else_branch=branch)
+
+
+def _sparse(external):
+    values = _tensor("sv", external)
+    indices = numpy_helper.from_array(np.array([0, 1], dtype=np.int64), "si")
+    return helper.make_sparse_tensor(values, indices, [2, 2])
+
+
+def _model(external, where):
+    if where == "initializer":
+        return helper.make_model(_graph(external_initializer=external))
+    if where == "constant":
+        return helper.make_model(_graph(nodes=[_constant(external), helper.make_node("Add", ["x", "c"], ["y"])]))
+    if where == "subgraph":
+        return helper.make_model(_graph(nodes=[_if(external)]))
+    if where == "sparse":
+        return helper.make_model(_graph(sparse=[_sparse(external)]))
+    if where == "function":
+        function = helper.make_function("local", "f", [], ["c"], [_constant(external)],
+                                        [helper.make_opsetid("", 17)])
+        model = helper.make_model(_graph(), functions=[function])
+        return model
+    raise ValueError(where)
+
+
+@pytest.mark.parametrize("where", ["initializer", "constant", "subgraph", "sparse", "function"])
+def test_external_data_is_found_wherever_a_tensor_can_be(where):
+    assert model_loader.uses_external_data(_model(True, where).SerializeToString())
+    assert not model_loader.uses_external_data(_model(False, where).SerializeToString())
+
+
+def test_a_graph_that_is_not_a_protobuf_is_refused_before_onnxruntime(model_dir):
+    (model_dir / "generator.onnx").write_bytes(b"\x0a\xff\xff\xff\xff\x0f" + b"\x00" * 64)  # length past the end
+    _rehash(model_dir, "generator")
+    assert "generator.onnx cannot be loaded: not a well-formed ONNX model" in _refusal(model_dir)
+
+
+def test_a_graph_in_ort_format_is_refused(model_dir, tmp_path, monkeypatch):
+    # onnxruntime loads its own flatbuffer format from bytes too; the external-data check reads
+    # protobuf only, so bytes must reach onnxruntime as ONNX or not at all. Pretend the check passed.
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "generator.ort")
+    options.add_session_config_entry("session.save_model_format", "ORT")
+    ort.InferenceSession(str(model_dir / "generator.onnx"), options, providers=["CPUExecutionProvider"])
+    shutil.copy(tmp_path / "generator.ort", model_dir / "generator.onnx")
+    _rehash(model_dir, "generator")
+    monkeypatch.setattr(model_loader, "uses_external_data", lambda data: False)
+    assert "generator.onnx cannot be loaded by onnxruntime" in _refusal(model_dir)
 
 
 # -- 3. every read is bounded -----------------------------------------------------------------------

@@ -1,13 +1,15 @@
 """Load a model directory into onnxruntime sessions, checking it against its manifest first.
 
-Every check raises ModelValidationError with the reason: manifest parse, file presence, place and
-size, sha256, onnxruntime load, input/output names, types and shapes against the manifest, finite
-probe outputs. It does file I/O and builds sessions, so call it off the control path (the node's
-hot-swap runs it in a worker and keeps the old model serving if it raises). No torch, no rclpy.
+Every check raises ModelValidationError with the reason: manifest parse, file presence,
+place and size, sha256, external data, onnxruntime load, input/output names, types and shapes against
+the manifest, finite probe outputs. It does file I/O and builds sessions, so call it off the control
+path (the node's hot-swap runs it in a worker and keeps the old model serving if it raises). No
+torch, no rclpy, no onnx (the external-data check reads the protobuf wire format itself).
 
 What is served is what was checked: the directory is resolved once to its real path, each file is
 read once (manifest.read_model_file: inside that path, regular, bounded), each graph's bytes are
-hashed and handed to onnxruntime as bytes, never reopened by path.
+hashed and handed to onnxruntime as bytes, never reopened by path. A graph with external data is
+refused, since onnxruntime would open those files itself, unhashed.
 """
 from __future__ import annotations
 
@@ -96,6 +98,9 @@ def load_model(model_dir: str | Path, providers: Iterable[str] = DEFAULT_PROVIDE
     verified = {role: _read_graph(root, graph) for role, graph in graphs.items()}
     usable = resolve_providers(providers)
     options = session_options(intra_op_threads, inter_op_threads)
+    # Bytes are parsed as ONNX protobuf only: onnxruntime would otherwise take a flatbuffer (ORT
+    # format) too, which the external-data check above does not read.
+    options.add_session_config_entry("session.load_model_format", "ONNX")
     sessions = {}
     for role in roles:
         path = root / graphs[role].file
@@ -114,7 +119,7 @@ def load_model(model_dir: str | Path, providers: Iterable[str] = DEFAULT_PROVIDE
 
 
 def _read_graph(root: Path, graph: GraphSpec) -> bytes:
-    """The graph's bytes, once they match the manifest's hash."""
+    """The graph's bytes, once they match the manifest's hash and hold no external-data reference."""
     path = root / graph.file
     try:
         data = read_model_file(root, graph.file, MAX_GRAPH_BYTES)
@@ -124,7 +129,85 @@ def _read_graph(root: Path, graph: GraphSpec) -> bytes:
     if digest != graph.sha256:
         raise ModelValidationError(f"{path} has sha256 {digest}, the manifest says {graph.sha256} "
                                    "(file changed, truncated or from another export)")
+    try:
+        external = uses_external_data(data)
+    except ValueError as exc:
+        raise ModelValidationError(f"{path} cannot be loaded: not a well-formed ONNX model ({exc})") from None
+    if external:
+        raise ModelValidationError(f"{path} uses external data (tensors stored in other files, which would be "
+                                   "read unhashed); export with the weights inside the graph")
     return data
+
+
+# -- external data, from the protobuf wire format ----------------------------------------------------
+# onnx.proto: for each message that can hold a TensorProto, the fields leading to one (field number ->
+# message). Everything else is skipped by its length, so the walk is over structure, not weights.
+_MODEL, _TRAINING, _FUNCTION, _GRAPH, _NODE, _ATTRIBUTE, _SPARSE, _TENSOR = range(8)
+_CHILDREN = {
+    _MODEL: {7: _GRAPH, 20: _TRAINING, 25: _FUNCTION},           # graph, training_info, functions
+    _TRAINING: {1: _GRAPH, 2: _GRAPH},                           # initialization, algorithm
+    _FUNCTION: {7: _NODE, 11: _ATTRIBUTE},                       # node, attribute_proto
+    _GRAPH: {1: _NODE, 5: _TENSOR, 15: _SPARSE},                 # node, initializer, sparse_initializer
+    _NODE: {5: _ATTRIBUTE},                                      # attribute
+    _ATTRIBUTE: {5: _TENSOR, 6: _GRAPH, 10: _TENSOR, 11: _GRAPH, 22: _SPARSE, 23: _SPARSE},  # t g tensors graphs ...
+    _SPARSE: {1: _TENSOR, 2: _TENSOR},                           # values, indices
+    _TENSOR: {},
+}
+_TENSOR_EXTERNAL_DATA, _TENSOR_DATA_LOCATION = 13, 14
+_MAX_DEPTH = 64  # message nesting; ours is 4, protobuf's own parsers stop at 100
+
+
+def uses_external_data(data: bytes) -> bool:
+    """Whether any tensor of the serialized ModelProto ``data`` refers to external data.
+
+    A tensor counts if it has external_data entries or a non-default data_location, anywhere:
+    initializers, Constant and other tensor attributes, sparse tensors, subgraphs, functions,
+    training graphs. ValueError if ``data`` is not well-formed protobuf (it would not load either).
+    """
+    return _walk(memoryview(data), 0, len(data), _MODEL, 0)
+
+
+def _walk(buf: memoryview, pos: int, end: int, kind: int, depth: int) -> bool:
+    if depth > _MAX_DEPTH:
+        raise ValueError(f"messages nested more than {_MAX_DEPTH} deep")
+    children = _CHILDREN[kind]
+    while pos < end:
+        key, pos = _varint(buf, pos, end)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, pos = _varint(buf, pos, end)
+            if kind == _TENSOR and number == _TENSOR_DATA_LOCATION and value != 0:
+                return True
+        elif wire == 2:
+            length, pos = _varint(buf, pos, end)
+            if length > end - pos:
+                raise ValueError(f"a field of {length} bytes runs past the end of its message")
+            if kind == _TENSOR and number == _TENSOR_EXTERNAL_DATA:
+                return True
+            # A known field with another wire type is an unknown field to protobuf too: only
+            # length-delimited ones are messages.
+            if number in children and _walk(buf, pos, pos + length, children[number], depth + 1):
+                return True
+            pos += length
+        elif wire in (1, 5):
+            pos += 8 if wire == 1 else 4
+        else:  # groups (3, 4) are proto2-only and no ONNX writer emits them; 6, 7 do not exist
+            raise ValueError(f"protobuf wire type {wire}")
+    if pos != end:
+        raise ValueError("a fixed-size field runs past the end of its message")
+    return False
+
+
+def _varint(buf: memoryview, pos: int, end: int) -> tuple[int, int]:
+    value = shift = 0
+    while pos < end and shift < 64:
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+    raise ValueError("a truncated or overlong varint")
 
 
 def _check_signature(path: Path, actual, expected: tuple[TensorSpec, ...], kind: str) -> None:
