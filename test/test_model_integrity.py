@@ -290,3 +290,49 @@ def test_a_file_longer_than_its_stat_size_is_refused():
     # /proc files stat as 0 bytes and read as more: the same as a file growing between stat and read.
     with pytest.raises(manifest_module.ModelFileError, match="grew while being read"):
         manifest_module.read_model_file(os.path.realpath("/proc/self"), "status", 1 << 20)
+
+
+# -- 4. allowed model roots -----------------------------------------------------------------------------
+
+@pytest.fixture
+def roots(model_dir, tmp_path):
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    inside = shutil.copytree(model_dir, allowed / "v1")
+    return allowed, inside
+
+
+def test_a_directory_inside_an_allowed_root_passes_as_its_real_path(roots, tmp_path):
+    allowed, inside = roots
+    link = tmp_path / "roots_link"
+    link.symlink_to(allowed)                            # the root itself may be given through a link
+    assert model_loader.check_model_root(link / "v1", [tmp_path / "other", link]) == inside.resolve()
+    assert load_model(inside, allowed_roots=[str(allowed)], probe=False).real_directory == inside.resolve()
+
+
+def test_a_directory_outside_every_allowed_root_is_refused(roots, model_dir, tmp_path):
+    allowed, _ = roots
+    sibling = shutil.copytree(model_dir, tmp_path / "allowed-evil" / "v1")  # a name prefix is not inside
+    for candidate in (model_dir, sibling):
+        with pytest.raises(ModelValidationError, match="is not inside any allowed model root"):
+            model_loader.check_model_root(candidate, [allowed])
+        assert "is not inside any allowed model root" in _refusal(candidate, allowed_roots=[allowed])
+    assert load_model(model_dir, allowed_roots=None, probe=False).manifest is not None  # None: no restriction
+
+
+def test_a_symlinked_directory_that_escapes_the_root_is_refused(roots, model_dir):
+    allowed, _ = roots
+    (allowed / "escape").symlink_to(model_dir)
+    with pytest.raises(ModelValidationError, match="is not inside any allowed model root"):
+        model_loader.check_model_root(allowed / "escape", [allowed])
+    assert "is not inside any allowed model root" in _refusal(allowed / "escape", allowed_roots=[allowed])
+
+
+def test_allowed_roots_must_be_a_list_of_paths(roots):
+    allowed, inside = roots
+    with pytest.raises(ModelValidationError, match="no allowed model roots"):
+        model_loader.check_model_root(inside, [])
+    with pytest.raises(ModelValidationError, match="empty path"):
+        model_loader.check_model_root(inside, [""])
+    with pytest.raises(TypeError, match="a list of paths"):
+        model_loader.check_model_root(inside, str(allowed))  # would otherwise be read as roots "/", "t", ...

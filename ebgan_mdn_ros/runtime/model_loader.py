@@ -1,6 +1,6 @@
 """Load a model directory into onnxruntime sessions, checking it against its manifest first.
 
-Every check raises ModelValidationError with the reason: manifest parse, file presence,
+Every check raises ModelValidationError with the reason: allowed root, manifest parse, file presence,
 place and size, sha256, external data, onnxruntime load, input/output names, types and shapes against
 the manifest, finite probe outputs. It does file I/O and builds sessions, so call it off the control
 path (the node's hot-swap runs it in a worker and keeps the old model serving if it raises). No
@@ -17,13 +17,13 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import onnxruntime as ort
 
 from ebgan_mdn_ros.runtime.manifest import (GraphSpec, Manifest, ManifestError, ModelFileError, TensorSpec, bounded,
-                                            read_manifest, read_model_file)
+                                            is_inside, read_manifest, read_model_file)
 
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(int64)": "int64"}
 DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
@@ -43,6 +43,30 @@ class LoadedModel:
     sessions: Mapping[str, ort.InferenceSession]  # by role: "generator", "energy", maybe "decision"
     providers: tuple[str, ...]  # as the sessions report them, not as requested
     real_directory: Path | None = None  # where the files were read from (symlinks resolved)
+
+
+def check_model_root(model_dir: str | Path, allowed_roots: Sequence[str | Path]) -> Path:
+    """The real path of ``model_dir`` if it lies inside the real path of one of ``allowed_roots``.
+
+    Both sides are resolved (os.path.realpath), so a symlink inside a root that points out of it is
+    refused, and a root given through a symlink still holds what is really below it. An empty
+    list allows nothing; a caller with no restriction does not call this (load_model: None).
+    """
+    if isinstance(allowed_roots, (str, bytes, os.PathLike)):
+        raise TypeError("allowed_roots: expected a list of paths, not one path")
+    roots = []
+    for root in allowed_roots:
+        if not str(root):
+            raise ModelValidationError("allowed model roots: an empty path is not a root (it would mean the "
+                                       "current directory)")
+        roots.append(os.path.realpath(root))
+    if not roots:
+        raise ModelValidationError(f"{model_dir}: no allowed model roots are configured, so no model may load")
+    real = os.path.realpath(model_dir)
+    if not any(is_inside(real, root) for root in roots):
+        raise ModelValidationError(f"{model_dir} (real path {real}) is not inside any allowed model root "
+                                   f"({', '.join(roots)})")
+    return Path(real)
 
 
 def session_options(intra_op_threads: int = 1, inter_op_threads: int = 1) -> ort.SessionOptions:
@@ -74,15 +98,18 @@ def resolve_providers(requested: Iterable[str]) -> list[str]:
 
 
 def load_model(model_dir: str | Path, providers: Iterable[str] = DEFAULT_PROVIDERS, intra_op_threads: int = 1,
-               inter_op_threads: int = 1, roles: Iterable[str] | None = None, probe: bool = True) -> LoadedModel:
+               inter_op_threads: int = 1, roles: Iterable[str] | None = None, probe: bool = True, *,
+               allowed_roots: Sequence[str | Path] | None = None) -> LoadedModel:
     """Validate ``model_dir`` and open a session per graph in ``roles`` (default: all in the manifest).
 
     Every graph's file and hash is checked; names, shapes and the probe apply to the opened ones.
+    ``allowed_roots``: when given, the directory must lie inside one of them (check_model_root).
     """
     directory = Path(model_dir)
     # Resolved once: every file below is read relative to this, so a symlinked directory switched
-    # mid-load (models/current -> v4) cannot mix files.
-    root = Path(os.path.realpath(directory))
+    # mid-load (models/current -> v4) cannot mix files, or leave the allowed roots.
+    root = (check_model_root(directory, allowed_roots) if allowed_roots is not None
+            else Path(os.path.realpath(directory)))
     if not root.is_dir():
         raise ModelValidationError(f"{directory} is not a directory")
     try:
