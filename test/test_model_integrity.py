@@ -233,7 +233,9 @@ def test_external_data_is_found_wherever_a_tensor_can_be(where):
 def test_a_graph_that_is_not_a_protobuf_is_refused_before_onnxruntime(model_dir):
     (model_dir / "generator.onnx").write_bytes(b"\x0a\xff\xff\xff\xff\x0f" + b"\x00" * 64)  # length past the end
     _rehash(model_dir, "generator")
-    assert "generator.onnx cannot be loaded: not a well-formed ONNX model" in _refusal(model_dir)
+    message = _refusal(model_dir)
+    assert "generator.onnx cannot be loaded by onnxruntime: not a well-formed ONNX model" in message, message
+    assert "found before onnxruntime parsed it" in message
 
 
 def test_a_graph_in_ort_format_is_refused(model_dir, tmp_path, monkeypatch):

@@ -159,7 +159,9 @@ def _read_graph(root: Path, graph: GraphSpec) -> bytes:
     try:
         external = uses_external_data(data)
     except ValueError as exc:
-        raise ModelValidationError(f"{path} cannot be loaded: not a well-formed ONNX model ({exc})") from None
+        # The same words as onnxruntime's own refusal: for the operator it is one kind of fault.
+        raise ModelValidationError(f"{path} cannot be loaded by onnxruntime: not a well-formed ONNX model "
+                                   f"({exc}; found before onnxruntime parsed it)") from None
     if external:
         raise ModelValidationError(f"{path} uses external data (tensors stored in other files, which would be "
                                    "read unhashed); export with the weights inside the graph")
