@@ -148,7 +148,8 @@ def _ros_env() -> dict:
 def node(models, tmp_path_factory):
     parameters = {"model_directory": str(models["a"]), "joint_names": list(JOINTS), "control_rate_hz": 0.0,
                   "dry_run": False, "num_candidates": NUM_CANDIDATES, "publish_candidates": False,
-                  "state_timeout_s": 0.5, "max_step": 10.0, "max_velocity": 1000.0,
+                  # the shipped configs' limits (config/sim_ik.yaml), so a jump or a limit breach would show
+                  "state_timeout_s": 0.5, "max_step": 0.05, "max_velocity": 2.0,
                   # p99 a new model must meet: good models here take ~0.1 ms, the slow one ~40 ms
                   "swap_latency_budget_s": 0.02, "diagnostics_period_s": 0.2,
                   # a model load holds Python ~10 ms, and this 2-core VM stalls the probe now and then:
@@ -280,6 +281,8 @@ class Probe:
 def probe(node):
     probe = Probe()
     probe.wait_for_node()
+    # The node seeds an episode from several agreeing states before it commands anything.
+    assert probe.wait(lambda: probe.commands or not probe.publish(), DISCOVERY_S), "the node never commanded"
     yield probe
     probe.close()
 
@@ -529,3 +532,14 @@ def test_the_node_keeps_working_when_the_robot_process_is_killed_and_restarts(pr
     print(f"\n  commands received by the robot process before each kill: {counts}")
     assert all(count >= 50 for count in counts), counts
     assert serving_version(probe) == "a"        # and the probe, which never restarted, is still served
+
+
+def test_no_command_of_the_whole_run_jumped_or_left_the_limits(probe, models):
+    """Over every fault above (bad states, refused models, swaps, rollbacks): max_step and the limits held."""
+    from ebgan_mdn_ros.runtime.manifest import load_manifest
+    manifest = load_manifest(models["a"])   # no position limits configured: the first model's box bounds
+    commands = np.array([values for _, values in probe.commands])
+    assert len(commands) > 100
+    assert np.abs(np.diff(commands, axis=0)).max() <= 0.05 + 1e-9
+    assert np.all(commands >= np.array(manifest.action_low) - 1e-12)
+    assert np.all(commands <= np.array(manifest.action_high) + 1e-12)

@@ -270,10 +270,13 @@ def test_decimated_telemetry_still_commands_every_state_and_never_hides_a_hold(r
         before = policy.decisions
         state_pub.publish(joint_state(IK_JOINTS, [0.1, 0.2], stamp_ns=time.time_ns()))
         assert ros.spin_until(lambda: policy.decisions > before, DISCOVERY_S)
-    assert ros.spin_until(lambda: len(commands) >= 13 and len(decisions) >= 4, DISCOVERY_S)
+    # The first states seed the episode (decided and published, nothing commanded); every later one commands.
+    seeding = policy.config.seed_confirmations - 1
+    assert ros.spin_until(lambda: len(commands) >= 13 - seeding and len(decisions) >= 4, DISCOVERY_S)
     ros.spin_for(0.3)
-    assert policy.decisions == 13 and len(commands) == 13
-    assert len(decisions) == 4  # decisions 1, 5, 9 and 13
+    assert policy.decisions == 13 and len(commands) == 13 - seeding
+    assert [d.safety_note for d in decisions[:seeding]] == ["seeding"] * seeding
+    assert len(decisions) == len({1, 5, 9, 13} | set(range(1, seeding + 1)))  # decisions 1, 5, 9, 13 and the seeding ones
     # Decision 14 would be skipped, but it is untrusted (a threshold below every energy): the arm
     # holds, and telemetry shows why.
     policy.runtime.energy_threshold = -1e30

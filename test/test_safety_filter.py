@@ -121,11 +121,14 @@ def test_unseeded_filter_seeds_from_the_first_good_state():
     np.testing.assert_allclose(result.command, [0.6, 0.6])
 
 
-def test_seed_outside_limits_walks_back_inside_at_the_step_limit():
+def test_a_seed_outside_the_limits_is_refused_so_no_command_ever_leaves_them():
     safety = make_filter(max_step=0.1)
-    safety.reset(np.array([1.25, 0.0]))
-    commands = [safety.filter(np.array([1.5, 0.0]), np.zeros(2), 0.0, True, dt=1.0).command[0] for _ in range(4)]
-    np.testing.assert_allclose(commands, [1.15, 1.05, 1.0, 1.0])
+    with pytest.raises(ValueError, match="outside the position limits"):
+        safety.reset(np.array([1.25, 0.0]))
+    np.testing.assert_array_equal(safety.previous_command, [0.0, 0.0])  # the old seed stands
+    unseeded = SafetyFilter(SafetyConfig((-1.0, -2.0), (1.0, 2.0), max_step=0.1), JOINTS)
+    result = unseeded.filter(np.array([1.0, 0.0]), np.array([1.25, 0.0]), 0.0, True, dt=1.0)
+    assert result.command is None and result.note == "seed_out_of_limits"
 
 
 def test_returned_command_is_a_copy():

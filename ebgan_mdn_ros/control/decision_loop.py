@@ -4,9 +4,11 @@ The node hands every joint state it answers to `DecisionLoop.step`; the loop own
 state -> condition -> runtime -> target (absolute, or position + delta) -> safety filter -> command,
 and the episode state that chain needs: whether the next command must be seeded from the measured
 position, the previous action (the continuity reference for delta models) and the time of the last
-command (the velocity cap's dt). The previous command lives in the safety filter, which the loop owns.
+command (the velocity cap's dt). The previous command and the seeding rule live in the safety
+filter, which the loop owns: while it seeds, the runtime still decides but nothing is commanded.
 
-A model swap (`adopt`) keeps the episode: the next command continues from the last one.
+A model swap (`adopt`) keeps the episode and the safety limits the loop started with: the next
+command continues from the last one, and a model with a wider action box cannot widen the limits.
 """
 from __future__ import annotations
 
@@ -39,40 +41,38 @@ class DecisionLoop:
 
     def __init__(self, runtime, joint_names: Sequence[str], safety: SafetyConfig):
         self.joint_names = tuple(joint_names)
-        self._safety_config = safety
         self._safety = SafetyFilter(safety, self.joint_names)
-        self._needs_seed = True
+        self._safety.begin_seed()
         self._previous_action: np.ndarray | None = None
         self._last_command_time: float | None = None
         self.adopt(runtime)
 
     # -- model and episode -----------------------------------------------------------------------
-    def adopt(self, runtime, safety: SafetyConfig | None = None) -> None:
-        """Serve ``runtime`` from the next step on (start-up or swap, never inside a step).
-
-        ``safety``: new limits (a swap may change them); the previous command and the counters carry over.
-        """
+    def adopt(self, runtime) -> None:
+        """Serve ``runtime`` from the next step on (start-up or swap, never inside a step)."""
         self.runtime = runtime
         self.assembler = StateAssembler(runtime.manifest.condition_names, self.joint_names)
         self.delta = runtime.manifest.action_kind == "delta"
         self._previous_action = None
-        if safety is not None and safety != self._safety_config:
-            previous = self._safety
-            self._safety_config = safety
-            self._safety = SafetyFilter(safety, self.joint_names)
-            if previous.previous_command is not None:
-                self._safety.reset(previous.previous_command)
-            self._safety.counters.update(previous.counters)
 
     def new_episode(self) -> None:
-        """Forget the kept mode and the previous action; the next command starts at the measured position."""
+        """~/start: forget the kept mode; the next command starts at wherever the arm is (confirmed)."""
         self.runtime.reset()
         self._previous_action = None
-        self._needs_seed = True
+        self._safety.begin_seed()
+
+    def reset_episode(self) -> None:
+        """~/reset: forget the kept mode mid-episode. The commands go on from the last one (re-seeding
+        from a measured state here could jump by the tracking error, or follow one absurd state)."""
+        self.runtime.reset()
+        self._previous_action = None
+        if not self._safety.seeded:
+            self._safety.begin_seed()
 
     def reseed(self) -> None:
-        """The next command starts at the measured position again (e.g. after arming); the mode is kept."""
-        self._needs_seed = True
+        """Arming (dry run off): the next command starts at the measured position; the mode is kept.
+        Nothing reached the arm in dry run, so the seed is not held to the last computed command."""
+        self._safety.begin_seed()
 
     @property
     def safety_counters(self) -> dict[str, int]:
@@ -92,10 +92,13 @@ class DecisionLoop:
         goal_values = assembler.check_goal(goal)
         if isinstance(goal_values, Rejected):
             return StepResult(goal_values.reason, None, None, False, "")
-        if self._needs_seed:
-            self._safety.reset(reading.position)
-            self._needs_seed = False
         condition = assembler.condition(reading, goal_values)
+        if self._safety.seeding:
+            note = self._safety.offer_seed(reading.position, state_age_s)
+            if note:  # decide (the telemetry shows what the model would do), command nothing
+                decision = self.runtime.decide(condition, self._previous_action if self.delta else None)
+                self._previous_action = decision.action
+                return StepResult("", decision, None, False, note)
         # Continuity is measured against what the arm was last told: the previous command for joint
         # targets (the measured pose right after a seed), the previous action for deltas.
         previous = self._previous_action if self.delta else self._safety.previous_command

@@ -15,12 +15,15 @@ Rules, in order of precedence (the first that applies decides; the `note` says w
 "hold" = publish the previous command again. Stale state publishes nothing: with a position interface the
 controller keeps the last command anyway, and a command computed from an old pose is never sent.
 
-Invariants: a returned command is always finite; it differs from the previous command by at most the
-per-tick limit; it lies within the limits, except that when the filter was seeded (`reset`) with a
-measured position outside them the commands walk back inside at the per-tick limit instead of jumping.
+Invariants: a returned command is always finite, lies within the limits, and differs from the
+previous command by at most the per-tick limit.
 
-The first command after `reset(measured_position)` starts from that position, so activation never jumps.
-A filter that was never reset seeds itself from the first good measured position it sees.
+Seeding: the first command of an episode starts from a measured position (the seed), so activation
+never jumps. One joint state is never trusted as a seed: after `begin_seed`, `offer_seed` accepts a
+seed only once `seed_confirmations` consecutive states inside the limits agree within max_step of each
+other. A seed outside the limits is always refused. `reset(measured_position)` seeds at once (it still
+refuses a position outside the limits). A filter that was never seeded seeds itself from the first
+good measured position inside the limits.
 """
 from __future__ import annotations
 
@@ -41,9 +44,12 @@ NOTE_UNTRUSTED = "untrusted"
 NOTE_CLAMPED_LIMITS = "clamped_limits"
 NOTE_CLAMPED_STEP = "clamped_step"
 NOTE_CLAMPED_BOTH = "clamped_limits,clamped_step"
+NOTE_SEEDING = "seeding"                       # waiting for consecutive agreeing states
+NOTE_SEED_OUT_OF_LIMITS = "seed_out_of_limits"
+SEED_NOTES = (NOTE_SEEDING, NOTE_SEED_OUT_OF_LIMITS)  # a stale state while seeding is noted as stale
 
 COUNTER_NAMES = ("commands", "held", "clamped_limits", "clamped_step", "non_finite", "untrusted",
-                 "stale", "bad_state")
+                 "stale", "bad_state", "seeds_refused")
 
 
 def _per_joint_or_scalar(value: float | tuple[float, ...], key: str) -> None:
@@ -63,6 +69,7 @@ class SafetyConfig:
       max_velocity * dt. One for all joints or one per joint.
     state_timeout_s: a joint state older than this publishes nothing.
     hold_on_untrusted: repeat the previous command when the policy marks its decision untrusted.
+    seed_confirmations: consecutive agreeing joint states needed before one becomes the seed (1 = trust one).
     Defaults for max_step/max_velocity follow a deployed UR10e reference (0.05 rad per step, 1 rad/s).
     """
     position_lower: tuple[float, ...]
@@ -71,6 +78,7 @@ class SafetyConfig:
     max_velocity: float | tuple[float, ...] = 1.0
     state_timeout_s: float = 0.1
     hold_on_untrusted: bool = True
+    seed_confirmations: int = 3
 
     def __post_init__(self):
         lower, upper = tuple(map(float, self.position_lower)), tuple(map(float, self.position_upper))
@@ -99,6 +107,8 @@ class SafetyConfig:
                 self.state_timeout_s, "finite and > 0 (seconds)")
         require(isinstance(self.hold_on_untrusted, bool), "hold_on_untrusted", self.hold_on_untrusted,
                 "true or false")
+        require(isinstance(self.seed_confirmations, int) and 1 <= self.seed_confirmations <= 100,
+                "seed_confirmations", self.seed_confirmations, "an integer in 1..100")
 
     @property
     def num_joints(self) -> int:
@@ -133,6 +143,9 @@ class SafetyFilter:
         self._max_velocity = np.broadcast_to(np.asarray(config.max_velocity, dtype=np.float64), (size,)).copy()
         self._previous = np.zeros(size)
         self._seeded = False
+        self.seeding = False               # between begin_seed and an accepted seed
+        self._seed_candidate = np.zeros(size)
+        self._seed_agreeing = 0
         self._clamped = np.empty(size)     # target after the limit clamp
         self._step = np.empty(size)        # per-joint allowed change this tick
         self._scratch = np.empty(size)
@@ -144,14 +157,52 @@ class SafetyFilter:
         """A copy of the last command (or the seed), None before the first seed."""
         return self._previous.copy() if self._seeded else None
 
+    def _inside_limits(self, position: np.ndarray) -> bool:
+        return bool(np.all(position >= self._lower) and np.all(position <= self._upper))
+
     def reset(self, measured_position: Sequence[float] | np.ndarray) -> None:
-        """Seed the previous command with the measured position (call on activation)."""
+        """Seed the previous command with the measured position at once (no confirmation)."""
         measured = np.asarray(measured_position, dtype=np.float64)
         if measured.shape != self._previous.shape or not np.all(np.isfinite(measured)):
             raise ValueError(f"reset needs {self._previous.size} finite joint positions "
                              f"({list(self.joint_names)}), got {measured_position!r}")
+        if not self._inside_limits(measured):
+            raise ValueError(f"seed {measured.tolist()} is outside the position limits "
+                             f"[{self._lower.tolist()}, {self._upper.tolist()}]")
         self._previous[:] = measured
         self._seeded = True
+        self.seeding = False
+
+    @property
+    def seeded(self) -> bool:
+        return self._seeded
+
+    def begin_seed(self) -> None:
+        """The next command needs a new seed (a new episode, or arming after a dry run)."""
+        self.seeding = True
+        self._seed_agreeing = 0
+
+    def offer_seed(self, measured_position: np.ndarray, state_age_s: float) -> str:
+        """One measured position (finite, filter order) towards the seed: "" once seeded, else why not yet."""
+        measured = measured_position
+        timeout = self.config.state_timeout_s
+        if not (-timeout <= state_age_s <= timeout):  # a stale state seeds nothing (also catches NaN)
+            self._seed_agreeing = 0
+            self.counters["stale"] += 1
+            return NOTE_STALE
+        if not self._inside_limits(measured):
+            self._seed_agreeing = 0
+            self.counters["seeds_refused"] += 1
+            return NOTE_SEED_OUT_OF_LIMITS
+        if self._seed_agreeing and np.any(np.abs(measured - self._seed_candidate) > self._max_step):
+            self._seed_agreeing = 0  # a jump: this state starts a new run of agreeing ones
+        self._seed_candidate[:] = measured
+        self._seed_agreeing += 1
+        if self._seed_agreeing < self.config.seed_confirmations:
+            return NOTE_SEEDING
+        self._previous[:] = measured
+        self._seeded, self.seeding = True, False
+        return NOTE_OK
 
     def reset_counters(self) -> None:
         for key in self.counters:
@@ -178,6 +229,9 @@ class SafetyFilter:
             self.counters["bad_state"] += 1
             return SafetyResult(None, False, NOTE_BAD_STATE)
         if not self._seeded:
+            if not self._inside_limits(measured):
+                self.counters["seeds_refused"] += 1
+                return SafetyResult(None, False, NOTE_SEED_OUT_OF_LIMITS)
             self._previous[:] = measured
             self._seeded = True
         target = np.asarray(target, dtype=np.float64)

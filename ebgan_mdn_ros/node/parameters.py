@@ -64,6 +64,7 @@ class NodeConfig:
     max_step: float = 0.05                  # rad or m per tick: largest command change
     max_velocity: float = 1.0               # rad/s or m/s
     hold_on_untrusted: bool = True          # an untrusted decision holds the previous command
+    seed_confirmations: int = 3             # consecutive agreeing joint states before one seeds an episode
     dry_run: bool = True                    # decide and publish diagnostics but send no command (real-arm default)
     autostart: bool = True                  # start deciding at start-up; false: wait for ~/start
     # observability

@@ -45,7 +45,7 @@ from ebgan_mdn_ros.node.parameters import (
     NodeConfig, config_from_parameters, parameter_values, resolve_model_directory)
 from ebgan_mdn_ros.paths import package_share_directories
 from ebgan_mdn_ros.control.decision_loop import DecisionLoop
-from ebgan_mdn_ros.control.safety_filter import SafetyConfig
+from ebgan_mdn_ros.control.safety_filter import NOTE_SEED_OUT_OF_LIMITS, SEED_NOTES, SafetyConfig
 from ebgan_mdn_ros.control.state_assembly import StateAssembler
 
 NODE_NAME = "policy_node"
@@ -80,12 +80,15 @@ class PolicyNode(Node):
         self._goal: np.ndarray | None = None
         self._last_decision = None
         self._last_reject = ""
+        self._seed_note = ""
         self.states_rejected = 0
+        self.seed_steps = 0              # states spent seeding an episode (or refused as its seed)
         self.decisions = 0
         period = 1.0 / c.control_rate_hz if c.control_rate_hz > 0 else None
         self.latency = LatencyStats(c.latency_window, budget_s=period)
         self.inference = LatencyStats(c.latency_window)
         self.rate = RateMeter(min(c.latency_window, 1000))
+        self._state_period = LatencyStats(200)  # joint-state inter-arrival times: the event-driven swap budget
 
         reliable_1 = QoSProfile(depth=1)
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -157,7 +160,16 @@ class PolicyNode(Node):
         swapping = self.runtime is not None
         make_runtime_validator(
             self.config.joint_names, action_kind=self.runtime.manifest.action_kind if swapping else None,
-            latency_budget_s=self.config.swap_budget_s if swapping else None)(runtime)
+            latency_budget_s=self._swap_budget_s() if swapping else None)(runtime)
+
+    def _swap_budget_s(self) -> float | None:
+        """The p99 latency a new model must meet: the configured budget, else the control period, else
+        (event-driven) the measured period of the joint states it will answer; None before any state."""
+        configured = self.config.swap_budget_s
+        if configured is not None:
+            return configured
+        period = self._state_period.summary()["p50_us"] * 1e-6
+        return period if period > 0 else None
 
     def _safety_config(self, manifest) -> SafetyConfig:
         c = self.config
@@ -169,16 +181,17 @@ class PolicyNode(Node):
             raise ModelRejected("a delta-action model needs position_lower/position_upper parameters")
         return SafetyConfig(position_lower=lower, position_upper=upper, max_step=c.max_step,
                             max_velocity=c.max_velocity, state_timeout_s=c.state_timeout_s,
-                            hold_on_untrusted=c.hold_on_untrusted)
+                            hold_on_untrusted=c.hold_on_untrusted, seed_confirmations=c.seed_confirmations)
 
     def _use_model(self, runtime) -> None:
         """Adopt ``runtime`` (start-up or swap; between decisions, never inside one)."""
         self.runtime = runtime
-        safety = self._safety_config(runtime.manifest)
         if getattr(self, "_loop", None) is None:
-            self._loop = DecisionLoop(runtime, self.config.joint_names, safety)
+            # The limits are fixed here, from the parameters or the first model's box: they bound
+            # every later model, so a swap to a model with a wider box cannot widen them.
+            self._loop = DecisionLoop(runtime, self.config.joint_names, self._safety_config(runtime.manifest))
         else:
-            self._loop.adopt(runtime, safety)  # a swap continues from the last command
+            self._loop.adopt(runtime)  # a swap continues from the last command
 
     def _set_model_fields(self) -> None:
         manifest = self.runtime.manifest
@@ -224,7 +237,10 @@ class PolicyNode(Node):
 
     # -- inputs ------------------------------------------------------------------------------------
     def _on_state(self, msg: JointState) -> None:
-        self._state, self._state_received = msg, time.perf_counter()
+        received = time.perf_counter()
+        if self._state is not None:
+            self._state_period.add(received - self._state_received)
+        self._state, self._state_received = msg, received
         if self.config.event_driven:
             self._decide()
 
@@ -246,21 +262,28 @@ class PolicyNode(Node):
             self._reject(result.rejected)
             return
         decision = result.decision
+        if result.note in SEED_NOTES:  # seeding: decided, nothing commanded
+            self.seed_steps += 1
+            if result.note == NOTE_SEED_OUT_OF_LIMITS:
+                self.get_logger().warning("no command: a joint state outside the position limits cannot seed "
+                                          "the episode", throttle_duration_sec=2.0)
+        self._seed_note = result.note if result.note in SEED_NOTES else ""
         note, published = result.note, None
-        if result.command is not None:
-            if self._dry_run:
-                note = f"dry_run,{note}" if note else "dry_run"
-            else:
-                self._publish_command(result.command)
-                published = result.command
+        if self._dry_run:
+            note = f"dry_run,{note}" if note else "dry_run"
+        elif result.command is not None:
+            self._publish_command(result.command)
+            published = result.command
         latency = time.perf_counter() - self._state_received
         self._last_decision = decision
         self.decisions += 1
         self.rate.tick(now)
         self.latency.add(latency)
         self.inference.add(decision.inference_seconds)
-        # Telemetry is decimated on request (it is I/O on the control path); a hold is never hidden.
-        if (self.decisions - 1) % self.config.decision_publish_every and not result.held and decision.trusted:
+        # Telemetry is decimated on request (it is I/O on the control path); a hold or a seeding step is
+        # never hidden.
+        if ((self.decisions - 1) % self.config.decision_publish_every and not result.held and decision.trusted
+                and not self._seed_note):
             return
         stamp = msg.header.stamp
         if self.config.publish_candidates:
@@ -302,13 +325,17 @@ class PolicyNode(Node):
         return response
 
     def _srv_reset(self, request, response):
-        self._loop.new_episode()
+        self._loop.reset_episode()
         self._answered = None
         response.success, response.message = True, "runtime reset; next command starts from the measured position"
         return response
 
     def _srv_reload(self, request, response):
-        directory = str(resolve_model_directory(self.get_parameter("model_directory").value))
+        try:
+            directory = str(resolve_model_directory(self.get_parameter("model_directory").value))
+        except OSError as exc:  # the directory changed under us since the parameter was set
+            response.success, response.message = False, f"refused: model_directory cannot be checked ({exc.strerror})"
+            return response
         response.success = self._swapper.request(directory)
         response.message = f"loading {directory}" if response.success else "refused: another model is still loading"
         return response
@@ -323,8 +350,18 @@ class PolicyNode(Node):
         for p in parameters:
             if p.name not in LIVE_PARAMETERS:
                 return SetParametersResult(successful=False, reason=f"{p.name} is read at start-up: restart the node")
-            if p.name == "model_directory" and (not isinstance(p.value, str) or not p.value):
-                return SetParametersResult(successful=False, reason=f"model_directory: {p.value!r} is not a path")
+            if p.name == "model_directory":
+                if not isinstance(p.value, str) or not p.value:
+                    return SetParametersResult(successful=False, reason=f"model_directory: {p.value!r} is not a path")
+                # The parameter names what serves or what is loading, never a request that was dropped.
+                if self._swapper.busy:
+                    return SetParametersResult(successful=False,
+                                               reason="model_directory: refused, another model is still loading")
+                try:
+                    resolve_model_directory(p.value)
+                except (OSError, ValueError) as exc:  # e.g. a name too long, a directory we may not search
+                    return SetParametersResult(successful=False, reason=f"model_directory: cannot be checked "
+                                                                        f"({type(exc).__name__}: {exc.strerror if isinstance(exc, OSError) else exc})")
             if p.name == "dry_run" and not isinstance(p.value, bool):
                 return SetParametersResult(successful=False, reason=f"dry_run: {p.value!r} is not true/false")
         if getattr(self, "_apply_in_check", False):
@@ -367,7 +404,8 @@ class PolicyNode(Node):
             "latency_max_us": latency["max_us"], "overruns": latency["overruns"],
             "inference_p50_us": inference["p50_us"], "inference_p99_us": inference["p99_us"],
             "decisions": self.decisions, "state_age_s": state_age, "states_rejected": self.states_rejected,
-            "last_reject_reason": self._last_reject, "dry_run": self._dry_run, "running": self._running,
+            "last_reject_reason": self._last_reject, "seed": self._seed_note or "seeded",
+            "dry_run": self._dry_run, "running": self._running,
             "model_directory": self._swapper.active_dir, "model_version": manifest.model_version,
             "model_sha256": conversions.graph_sha256(manifest, "generator"), "execution_providers": ",".join(self.runtime.providers),
             "last_swap_result": self._swapper.last_result,
