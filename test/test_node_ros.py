@@ -312,7 +312,8 @@ def test_model_directory_change_swaps_between_decisions(ros, models):
     import shutil
     shutil.copytree(models["goal"], other)
     policy.set_parameters([Parameter("model_directory", value=other)])
-    assert ros.spin_until(lambda: any(i.model_directory == other and i.last_swap_result == "swapped" for i in infos),
+    label = f"{models['goal'].parent.name}/goal_copy"  # published relative to its model root, never absolute
+    assert ros.spin_until(lambda: any(i.model_directory == label and i.last_swap_result == "swapped" for i in infos),
                           DISCOVERY_S + 10.0), [(i.model_directory, i.last_swap_result) for i in infos]
     policy.set_parameters([Parameter("model_directory", value=str(models["other_joints"]))])
     assert ros.spin_until(lambda: any(i.last_swap_result.startswith("rejected") for i in infos), DISCOVERY_S + 10.0)

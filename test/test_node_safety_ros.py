@@ -127,7 +127,7 @@ def test_a_model_path_that_cannot_be_checked_is_refused_not_fatal(ros, models, t
 def test_an_event_driven_swap_is_judged_against_the_measured_state_period(ros, models, tmp_path):
     import onnx
     from test_faults_ros import _add_dead_weight, _rehash
-    slow = shutil.copytree(models["other"], tmp_path / "slow")
+    slow = shutil.copytree(models["other"], models["narrow"].parent / "slow")  # inside the model root
     graph = onnx.load(str(slow / "decision.onnx"))
     _add_dead_weight(graph, width=1024, layers=24)   # the same answers, ~40 ms per decision
     onnx.save(graph, str(slow / "decision.onnx"))
@@ -143,3 +143,44 @@ def test_an_event_driven_swap_is_judged_against_the_measured_state_period(ros, m
     assert ros.spin_until(lambda: not policy._swapper.busy, 60.0)
     assert policy._swapper.active_dir == str(models["narrow"])
     assert "over the budget" in policy._swapper.last_result, policy._swapper.last_result
+
+
+def test_models_load_only_from_the_allowed_roots(ros, models, tmp_path):
+    outside = shutil.copytree(models["other"], tmp_path / "elsewhere" / "model")
+    policy = ros.policy(models["narrow"], control_rate_hz=0.0)   # default roots: models/ and the start folder
+    policy.set_parameters([Parameter("model_directory", value=str(outside))])
+    assert ros.spin_until(lambda: not policy._swapper.busy, DISCOVERY_S)
+    assert "not inside any allowed model root" in policy._swapper.last_result
+    assert policy._swapper.active_dir == str(models["narrow"])
+    listed = ros.policy(models["narrow"], name="listed", control_rate_hz=0.0,
+                        allowed_model_roots=[str(models["narrow"].parent), str(tmp_path / "elsewhere")])
+    listed.set_parameters([Parameter("model_directory", value=str(outside))])
+    assert ros.spin_until(lambda: listed._swapper.active_dir == str(outside), DISCOVERY_S)
+
+
+def test_a_locked_node_refuses_arming_and_model_changes_at_run_time(ros, models):
+    robot = Robot(ros)
+    policy = ros.policy(models["narrow"], control_rate_hz=0.0, dry_run=True, lock_runtime_changes=True)
+    robot.connect(policy)
+    for name, value in (("dry_run", False), ("model_directory", str(models["other"]))):
+        result = policy.set_parameters([Parameter(name, value=value)])[0]
+        assert not result.successful and "lock_runtime_changes" in result.reason, name
+    assert not robot.call("reload").success and not robot.call("rollback").success
+    for _ in range(5):
+        robot.send([0.0, 0.0])
+    assert robot.commands == [] and policy._swapper.active_dir == str(models["narrow"])
+
+
+def test_model_info_publishes_no_absolute_path(ros, models, tmp_path):
+    from rclpy.qos import DurabilityPolicy, QoSProfile
+    from ebgan_mdn_ros.msg import ModelInfo
+    infos = ros.collect(ModelInfo, "/policy_node/model_info",
+                        QoSProfile(depth=5, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    broken = shutil.copytree(models["other"], models["narrow"].parent / "broken")
+    (broken / "manifest.json").write_text("{}")
+    policy = ros.policy(models["narrow"], control_rate_hz=0.0)
+    policy.set_parameters([Parameter("model_directory", value=str(broken))])
+    assert ros.spin_until(lambda: any(i.last_swap_result.startswith("rejected") for i in infos), DISCOVERY_S)
+    for info in infos:
+        assert not info.model_directory.startswith("/") and str(tmp_path.parent) not in info.last_swap_result, info
+    assert infos[0].model_directory == f"{models['narrow'].parent.name}/narrow"

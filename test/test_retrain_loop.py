@@ -61,7 +61,9 @@ def sim_processes(log_dir: Path):
     ros_args = ["--ros-args", "-r", f"__ns:={NAMESPACE}", "--params-file", str(SIM_CONFIG)]
     commands = {"sim_arm": ["-m", "ebgan_mdn_ros.node.sim_nodes", *ros_args],
                 "goal_source": ["-m", "ebgan_mdn_ros.node.sim_nodes", "goal_source", *ros_args],
-                "policy_node": ["-m", "ebgan_mdn_ros.node.policy_node", *ros_args]}
+                # the retrained model lands in log_dir: a deployment lists such folders as model roots
+                "policy_node": ["-m", "ebgan_mdn_ros.node.policy_node", *ros_args,
+                                "-p", f"allowed_model_roots:=[{ROOT / 'models'}, {log_dir}]"]}
     processes, logs = {}, {}
     try:
         for name, arguments in commands.items():
@@ -168,7 +170,7 @@ def test_retrained_model_is_hot_swapped_into_the_running_node_and_reaches_goals(
             {name: p.poll() for name, p in processes.items()}
         info = observer.model_infos[-1]
         assert (info.model_version, info.last_swap_result) == (shipped.model_version, "loaded")
-        assert Path(info.model_directory).resolve() == SHIPPED.resolve()
+        assert info.model_directory == "models/ik_2link"  # a label, never an absolute path
         assert observer.spin_until(lambda: any(e["outcome"] == "reached" for e in observer.goal_events), 20.0), \
             observer.goal_events
         assert observer.spin_until(lambda: observer.decisions_by_version.get(shipped.model_version, 0) > 0,
@@ -182,7 +184,8 @@ def test_retrained_model_is_hot_swapped_into_the_running_node_and_reaches_goals(
         assert observer.spin_until(lambda: len(observer.model_infos) > infos, 20.0), "no ModelInfo after the swap"
         info = observer.model_infos[-1]
         assert info.last_swap_result == "swapped", info.last_swap_result
-        assert (info.model_version, info.model_directory) == (new.model_version, str(new_model))
+        assert (info.model_version, info.model_directory) == (new.model_version,
+                                                              f"{tmp_path.name}/{new_model.relative_to(tmp_path)}")
         assert (info.generator_sha256, info.energy_sha256) == (new.generator.sha256, new.energy.sha256)
         assert info.generator_sha256 != shipped.generator.sha256
         # ... and ~/reload loads what model_directory names (the new model) once more.

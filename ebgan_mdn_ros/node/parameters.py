@@ -66,6 +66,10 @@ class NodeConfig:
     hold_on_untrusted: bool = True          # an untrusted decision holds the previous command
     seed_confirmations: int = 3             # consecutive agreeing joint states before one seeds an episode
     dry_run: bool = True                    # decide and publish diagnostics but send no command (real-arm default)
+    lock_runtime_changes: bool = False      # true: refuse arming (dry_run) and model changes at run time: any
+                                            # peer on the DDS domain can set parameters and call services
+    allowed_model_roots: tuple[str, ...] = ()  # directories models may load from (real paths); empty: the
+                                            # package's models/ and the folder holding the start-up model
     autostart: bool = True                  # start deciding at start-up; false: wait for ~/start
     # observability
     publish_candidates: bool = True         # the K x A candidates message with each published decision

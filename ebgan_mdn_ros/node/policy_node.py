@@ -17,6 +17,8 @@ Topics (relative names, so a namespace or remapping moves them):
 from __future__ import annotations
 
 import math
+import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -51,6 +53,32 @@ from ebgan_mdn_ros.control.state_assembly import StateAssembler
 NODE_NAME = "policy_node"
 # Parameters that may change while running; the rest need a restart (they shape sessions and topics).
 LIVE_PARAMETERS = ("model_directory", "dry_run")
+LOCKED = "refused: lock_runtime_changes is set (arm and choose the model at launch)"
+
+
+def model_label(model_dir: str, roots) -> str:
+    """``<root folder name>/<path inside the root>`` (e.g. models/ik_2link), else the directory's own name."""
+    real = os.path.realpath(model_dir)
+    for root in roots:
+        root = os.path.realpath(root)
+        if real.startswith(root.rstrip(os.sep) + os.sep):
+            return os.path.join(os.path.basename(root), os.path.relpath(real, root))
+    return os.path.basename(real)
+
+
+def without_paths(text: str) -> str:
+    """Absolute paths cut to their last two parts: enough to say which file, not where it lives."""
+    return _ABSOLUTE_PATH.sub(lambda m: os.sep.join(m.group(0).rstrip(os.sep).split(os.sep)[-2:]), text)
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.])/[^\s'\",;:()]+")
+
+
+def model_roots(configured, start_model: str) -> list[str]:
+    """The allowed model roots: as configured, else the package's models/ and the start-up model's folder."""
+    if configured:
+        return [str(root) for root in configured]
+    return [str(share / "models") for share in package_share_directories()] + [str(Path(start_model).parent)]
 
 
 class PolicyNode(Node):
@@ -142,7 +170,9 @@ class PolicyNode(Node):
 
     def _load_runtime(self, model_dir: str):
         from ebgan_mdn_ros.runtime.policy_runtime import PolicyRuntime  # onnxruntime is loaded with the first model
-        return PolicyRuntime(model_dir, self.config.runtime_config())
+        if not hasattr(self, "_model_roots"):  # the start-up model: its folder becomes a root by default
+            self._model_roots = model_roots(self.config.allowed_model_roots, model_dir)
+        return PolicyRuntime(model_dir, self.config.runtime_config(), allowed_roots=self._model_roots)
 
     def _validate_runtime(self, runtime) -> None:
         """On the swap worker (or at start-up): can this node serve ``runtime``? Raises ModelRejected."""
@@ -201,9 +231,11 @@ class PolicyNode(Node):
         self._candidates_msg.action_names = list(manifest.action_names)
 
     def _publish_model_info(self) -> None:
+        # Topics are readable by any peer: names an operator recognises, no absolute paths (the log has them).
         self._model_info_pub.publish(conversions.model_info(
-            self.get_clock().now().to_msg(), self._swapper.active_dir, self.runtime.manifest,
-            self.runtime.providers, self.config.num_candidates, self._swapper.last_result))
+            self.get_clock().now().to_msg(), model_label(self._swapper.active_dir, self._model_roots),
+            self.runtime.manifest, self.runtime.providers, self.config.num_candidates,
+            without_paths(self._swapper.last_result)))
 
     def _poll_swap(self) -> None:
         event = self._swapper.poll()
@@ -331,6 +363,9 @@ class PolicyNode(Node):
         return response
 
     def _srv_reload(self, request, response):
+        if self.config.lock_runtime_changes:
+            response.success, response.message = False, LOCKED
+            return response
         try:
             directory = str(resolve_model_directory(self.get_parameter("model_directory").value))
         except OSError as exc:  # the directory changed under us since the parameter was set
@@ -341,6 +376,9 @@ class PolicyNode(Node):
         return response
 
     def _srv_rollback(self, request, response):
+        if self.config.lock_runtime_changes:
+            response.success, response.message = False, LOCKED
+            return response
         event = self._swapper.rollback()
         self._on_swap(event)
         response.success, response.message = event.ok, event.result
@@ -350,6 +388,8 @@ class PolicyNode(Node):
         for p in parameters:
             if p.name not in LIVE_PARAMETERS:
                 return SetParametersResult(successful=False, reason=f"{p.name} is read at start-up: restart the node")
+            if self.config.lock_runtime_changes and p.value != self.get_parameter(p.name).value:
+                return SetParametersResult(successful=False, reason=f"{p.name}: {LOCKED}")
             if p.name == "model_directory":
                 if not isinstance(p.value, str) or not p.value:
                     return SetParametersResult(successful=False, reason=f"model_directory: {p.value!r} is not a path")
@@ -406,9 +446,10 @@ class PolicyNode(Node):
             "decisions": self.decisions, "state_age_s": state_age, "states_rejected": self.states_rejected,
             "last_reject_reason": self._last_reject, "seed": self._seed_note or "seeded",
             "dry_run": self._dry_run, "running": self._running,
-            "model_directory": self._swapper.active_dir, "model_version": manifest.model_version,
+            "model_directory": model_label(self._swapper.active_dir, self._model_roots),
+            "model_version": manifest.model_version,
             "model_sha256": conversions.graph_sha256(manifest, "generator"), "execution_providers": ",".join(self.runtime.providers),
-            "last_swap_result": self._swapper.last_result,
+            "last_swap_result": without_paths(self._swapper.last_result),
             "best_energy": float(decision.energy) if decision is not None else math.nan,
             "energy_gap": float(decision.energy_gap) if decision is not None else math.nan,
         }

@@ -17,13 +17,14 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
 from ebgan_mdn_ros.runtime import sampler, selection
 from ebgan_mdn_ros.config_base import ConfigError, require
 from ebgan_mdn_ros.runtime.manifest import Manifest, load_manifest
-from ebgan_mdn_ros.runtime.model_loader import LoadedModel, ModelValidationError, load_model
+from ebgan_mdn_ros.runtime.model_loader import LoadedModel, ModelValidationError, check_model_root, load_model
 
 __all__ = ["RuntimeConfig", "Decision", "PolicyRuntime", "ModelValidationError"]
 
@@ -89,16 +90,20 @@ class Decision:
 
 
 class PolicyRuntime:
-    def __init__(self, model_dir: str | Path, config: RuntimeConfig | None = None):
+    def __init__(self, model_dir: str | Path, config: RuntimeConfig | None = None, *,
+                 allowed_roots: Sequence[str | Path] | None = None):
         config = RuntimeConfig() if config is None else config
         if not isinstance(config, RuntimeConfig):
             raise ConfigError(f"config: expected a RuntimeConfig, got {type(config).__name__}")
         self.config = config
+        if allowed_roots is not None:  # before any file of the model is read
+            model_dir = check_model_root(model_dir, allowed_roots)
         has_decision = _manifest_of(model_dir).decision is not None
         self.uses_fused_graph = config.use_fused_graph and has_decision
         roles = ("decision",) if self.uses_fused_graph else ("generator", "energy")
         self._model: LoadedModel = load_model(model_dir, config.providers, config.intra_op_threads,
-                                               config.inter_op_threads, roles=roles, probe=True)
+                                               config.inter_op_threads, roles=roles, probe=True,
+                                               allowed_roots=allowed_roots)
         self.manifest: Manifest = self._model.manifest
         self.providers: list[str] = list(self._model.providers)
         self.model_dir = Path(model_dir)
