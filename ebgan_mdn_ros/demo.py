@@ -31,7 +31,7 @@ from ebgan_mdn_ros.tasks.routes import ROUTE_NAMES, ROUTE_VIA_POINTS, nearest_ro
 
 DEFAULT_MODEL = "models/ik_2link"
 DEFAULT_CONFIG = "config/sim_ik.yaml"
-TASK_TITLES = {"ik_2link": "2-link IK", "multiroute": "multi-route"}
+TASK_TITLES = {"ik": "2-link IK", "multiroute": "multi-route"}
 
 
 def _arguments(argv):
@@ -287,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         for line in log.splitlines():
             if "[goal_source]" in line and "goals:" in line:
                 print(f"  {line.strip()}")
-    task = load_parameter_file(config, "goal_source").get("task", "ik_2link")
+    task = load_parameter_file(config, "goal_source").get("task", "ik")
     result = report(observer, args.seconds, task)
     print_report(result, mode)
     png = Path(args.png)

@@ -86,7 +86,7 @@ def test_shipped_files_are_valid_policy_configurations(name):
 def test_sim_sections_do_not_leak_into_the_policy():
     policy = load_parameter_file(ROOT / "config" / "sim_ik.yaml", "policy_node")
     sim = load_parameter_file(ROOT / "config" / "sim_ik.yaml", "sim_arm")
-    assert "task" not in policy and sim["task"] == "ik_2link" and "joint_names" in sim
+    assert "task" not in policy and sim["task"] == "ik" and "joint_names" in sim
 
 
 def test_model_directory_resolves_against_the_package(tmp_path, monkeypatch):

@@ -159,7 +159,7 @@ def test_bag_writer_refuses_an_existing_directory_and_unknown_types(tmp_path):
 # ---- recording sessions -------------------------------------------------------------------------
 
 def test_inprocess_ik_session_gives_correct_labels_in_both_modes(tmp_path):
-    summary = record_inprocess("ik_2link", 6, tmp_path / "ik", seed=0, start_ns=1_700_000_000 * 10**9)
+    summary = record_inprocess("ik", 6, tmp_path / "ik", seed=0, start_ns=1_700_000_000 * 10**9)
     assert summary.goals_finished == 6 and summary.goals_reached == 6
     assert set(summary.message_counts) == {"/joint_states", "/goal", COMMANDS, "/goal_events"}
     pairs = ik_pairs(tmp_path / "ik", tmp_path)

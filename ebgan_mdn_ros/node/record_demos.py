@@ -29,9 +29,10 @@ from pathlib import Path
 import numpy as np
 
 from ebgan_mdn_ros.data.bag_writer import BagWriter, RecorderError
+from ebgan_mdn_ros.sim.arm_dynamics import TASKS
 from ebgan_mdn_ros.sim.recording import (
     ARRAY_TYPE, GOAL, GOAL_EVENTS, JOINT_STATE_TYPE, JOINT_STATES, RESET,
-    STRING_TYPE, TASK_ALIASES, RecordingSummary, command_topic, record_inprocess, topics_of)
+    STRING_TYPE, RecordingSummary, command_topic, record_inprocess, topics_of)
 from ebgan_mdn_ros.tasks.expert import IKExpert, RouteExpert
 
 
@@ -54,7 +55,7 @@ def record_ros(task: str, goals: int, out: Path, seed: int = 0, controller: str 
     message_types = {JOINT_STATE_TYPE: JointState, ARRAY_TYPE: Float64MultiArray, STRING_TYPE: String}
     commands = command_topic(controller)
     rng = np.random.default_rng(seed)
-    expert = IKExpert(rng) if task == "ik_2link" else RouteExpert(rng)
+    expert = IKExpert(rng) if task == "ik" else RouteExpert(rng)
 
     class ExpertNode(Node):
         """Answers goals (IK) or joint states (multiroute) with forward-controller commands."""
@@ -168,7 +169,7 @@ def record_ros(task: str, goals: int, out: Path, seed: int = 0, controller: str 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ebgan_mdn_ros.node.record_demos", description=__doc__.splitlines()[0])
-    parser.add_argument("--task", required=True, choices=sorted(TASK_ALIASES), help="ik (= ik_2link) or multiroute")
+    parser.add_argument("--task", required=True, choices=TASKS, help="ik or multiroute")
     parser.add_argument("--goals", type=int, default=50, help="stop after this many finished goals (episodes)")
     parser.add_argument("--out", required=True, help="bag directory to create (must not exist)")
     parser.add_argument("--backend", choices=("ros", "inprocess"), default="ros",
@@ -186,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(ros_args)}")
     if args.goals < 1:
         parser.error("--goals must be >= 1")
-    task = TASK_ALIASES[args.task]
+    task = args.task
     try:
         if args.backend == "inprocess":
             summary = record_inprocess(task, args.goals, Path(args.out), args.seed, controller=args.controller)

@@ -36,7 +36,7 @@ RESTART_PATIENCE_S = 2.0  # s to wait for the policy or the arm during an episod
 class SimArmNode(Node):
     def __init__(self, **kwargs):
         super().__init__("sim_arm", **kwargs)
-        task = self.declare_parameter("task", "ik_2link").value
+        task = self.declare_parameter("task", "ik").value
         if task not in ARM_PRESETS:
             raise ValueError(f"task: {task!r} is unknown, expected one of {sorted(ARM_PRESETS)}")
         preset = ARM_PRESETS[task]
@@ -113,7 +113,7 @@ class GoalSourceNode(Node):
         declare = self.declare_parameter
         defaults = TaskConfig()
         self.schedule = GoalSchedule(TaskConfig(
-            task=declare("task", "ik_2link").value,
+            task=declare("task", "ik").value,
             goal_radius_min=declare("goal_radius_min", defaults.goal_radius_min).value,   # m
             goal_radius_max=declare("goal_radius_max", defaults.goal_radius_max).value,   # m
             goal_bearing_min=declare("goal_bearing_min", defaults.goal_bearing_min).value,  # rad

@@ -2,7 +2,7 @@
 
 The arm tracks its position target with first-order dynamics (time constant, velocity cap, joint
 limits): enough to close the loop through real topics without pretending to be a physics engine.
-Tasks (method.md section 6): "ik_2link" (planar arm, links 3 and 3, a Cartesian goal in the reachable
+Tasks (method.md section 6): "ik" (planar arm, links 3 and 3, a Cartesian goal in the reachable
 annulus, two modes: elbow up / elbow down) and "multiroute" (a 2-axis gantry from near (0, 0) to
 the box [19, 21]^2; reached means inside the box).
 """
@@ -16,12 +16,12 @@ import numpy as np
 from ebgan_mdn_ros.tasks.planar_arm import (
     GOAL_BEARING_RANGE, GOAL_RADIUS_RANGE, LINK_LENGTHS, elbow_mode, planar_forward_kinematics)
 
-TASKS = ("ik_2link", "multiroute")
+TASKS = ("ik", "multiroute")  # the task names of tasks/catalog.py
 
 # Joints, limits and start pose of the arm each task runs on.
 # The gantry is fast: a multi-route action is a displacement of up to 2 m per decision.
 ARM_PRESETS = {
-    "ik_2link": dict(joint_names=("shoulder", "elbow"), position_lower=(-math.pi, -math.pi),
+    "ik": dict(joint_names=("shoulder", "elbow"), position_lower=(-math.pi, -math.pi),
                      position_upper=(math.pi, math.pi), initial_position=(0.3, 1.2),
                      time_constant_s=0.05, max_velocity=4.0),
     "multiroute": dict(joint_names=("x_joint", "y_joint"), position_lower=(-2.0, -2.0),
@@ -102,14 +102,14 @@ class TrajectoryTarget:
 
 @dataclass(frozen=True)
 class TaskConfig:
-    task: str = "ik_2link"
-    link_lengths: tuple[float, float] = LINK_LENGTHS  # m (ik_2link)
+    task: str = "ik"
+    link_lengths: tuple[float, float] = LINK_LENGTHS  # m (ik)
     # Goals where the shipped model was trained: elsewhere a goal would test extrapolation, not the node.
-    goal_radius_min: float = GOAL_RADIUS_RANGE[0]     # m, annulus of goals (ik_2link)
+    goal_radius_min: float = GOAL_RADIUS_RANGE[0]     # m, annulus of goals (ik)
     goal_radius_max: float = GOAL_RADIUS_RANGE[1]
     goal_bearing_min: float = GOAL_BEARING_RANGE[0]   # rad
     goal_bearing_max: float = GOAL_BEARING_RANGE[1]
-    tolerance: float = 0.1                           # m: end-effector error that counts as reached (ik_2link)
+    tolerance: float = 0.1                           # m: end-effector error that counts as reached (ik)
     goal_box_lower: tuple[float, float] = (19.0, 19.0)  # m (multiroute)
     goal_box_upper: tuple[float, float] = (21.0, 21.0)
     start_noise: float = 0.25                        # m, spread of the start around (0, 0) (multiroute)
@@ -134,7 +134,7 @@ class GoalEvent:
     goal: np.ndarray
     seconds: float
     error: float
-    mode: str                     # elbow mode at the end (ik_2link), "" otherwise
+    mode: str                     # elbow mode at the end (ik), "" otherwise
 
 
 @dataclass
@@ -166,7 +166,7 @@ class GoalSchedule:
 
     def new_goal(self, now: float) -> np.ndarray:
         c = self.config
-        if c.task == "ik_2link":
+        if c.task == "ik":
             radius = math.sqrt(self._rng.uniform(c.goal_radius_min ** 2, c.goal_radius_max ** 2))
             angle = self._rng.uniform(c.goal_bearing_min, c.goal_bearing_max)
             self.goal = np.array([radius * math.cos(angle), radius * math.sin(angle)])
@@ -181,7 +181,7 @@ class GoalSchedule:
         self._started_at = now
 
     def error(self, joint_position) -> float:
-        if self.config.task == "ik_2link":
+        if self.config.task == "ik":
             return float(np.linalg.norm(planar_forward_kinematics(joint_position, self.config.link_lengths) - self.goal))
         outside = np.maximum(np.array(self.config.goal_box_lower) - joint_position[:2], 0.0) + \
             np.maximum(np.asarray(joint_position[:2]) - np.array(self.config.goal_box_upper), 0.0)
@@ -193,10 +193,10 @@ class GoalSchedule:
             return None
         error = self.error(joint_position)
         elapsed = now - self._started_at
-        reached = error <= (self.config.tolerance if self.config.task == "ik_2link" else 0.0)
+        reached = error <= (self.config.tolerance if self.config.task == "ik" else 0.0)
         if not reached and elapsed < self.config.timeout_s:
             return None
-        mode = elbow_mode(joint_position) if self.config.task == "ik_2link" else ""
+        mode = elbow_mode(joint_position) if self.config.task == "ik" else ""
         if reached:
             self.tally.reached += 1
             self.tally.seconds_to_reach.append(elapsed)

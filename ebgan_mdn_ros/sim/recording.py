@@ -18,7 +18,6 @@ from ebgan_mdn_ros.data.bag_writer import BagWriter
 from ebgan_mdn_ros.sim.arm_dynamics import ARM_PRESETS, ArmConfig, FirstOrderArm, GoalSchedule, TaskConfig
 from ebgan_mdn_ros.tasks.expert import IKExpert, RouteExpert
 
-TASK_ALIASES = {"ik": "ik_2link", "ik_2link": "ik_2link", "multiroute": "multiroute", "planning": "multiroute"}
 JOINT_STATES, GOAL, GOAL_EVENTS = "/joint_states", "/goal", "/goal_events"
 RESET = "/sim_arm/reset_position"
 JOINT_STATE_TYPE = "sensor_msgs/msg/JointState"
@@ -87,7 +86,7 @@ def record_inprocess(task: str, goals: int, out: Path, seed: int = 0, rate_hz: f
     preset = arm_preset(task)
     arm = FirstOrderArm(ArmConfig(**preset))
     schedule = GoalSchedule(TaskConfig(task=task, seed=seed))  # the goal source node's defaults
-    expert = IKExpert(rng) if task == "ik_2link" else RouteExpert(rng)
+    expert = IKExpert(rng) if task == "ik" else RouteExpert(rng)
     joint_names = list(preset["joint_names"])
     commands = command_topic(controller)
     tick_ns = int(round(1e9 / rate_hz))

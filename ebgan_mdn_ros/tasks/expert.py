@@ -4,7 +4,7 @@ Both are what a human demonstrator would be in the real workflow: they see the g
 state and send forward-controller commands, and they are deliberately multi-modal, so a policy
 trained on their recordings has to keep every mode.
 
-- IKExpert (task ik_2link): for each new goal, elbow up or elbow down at random (probability
+- IKExpert (task ik): for each new goal, elbow up or elbow down at random (probability
   1/2 each), the analytic inverse kinematics of the planar 2-link arm (links 3 and 3). It answers
   a goal once, when its value is new (goal sources republish it; a forward controller holds the
   last command): then every command is caused by the goal before it and cannot be mistaken for
