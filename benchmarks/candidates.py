@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from ebgan_mdn_ros.tasks import catalog as tasks  # noqa: E402
 from ebgan_mdn_ros.evaluation.metrics import ik_metrics  # noqa: E402
-from ebgan_mdn_ros.runtime.policy_runtime import PolicyRuntime, RuntimeConfig  # noqa: E402
+from ebgan_mdn_ros.runtime.policy_runtime import PolicyRuntime
+from ebgan_mdn_ros.runtime.runtime_config import RuntimeConfig  # noqa: E402
 
 PLANNING_STEPS = 50
 

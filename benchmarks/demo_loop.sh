@@ -48,7 +48,8 @@ if [ "$TASK" = ik ]; then
 import sys
 import numpy as np
 from ebgan_mdn_ros.tasks.planar_arm import planar_forward_kinematics as forward_kinematics
-from ebgan_mdn_ros.runtime.policy_runtime import PolicyRuntime, RuntimeConfig
+from ebgan_mdn_ros.runtime.policy_runtime import PolicyRuntime
+from ebgan_mdn_ros.runtime.runtime_config import RuntimeConfig
 
 runtime = PolicyRuntime(sys.argv[1], RuntimeConfig(stickiness=False, seed=1))
 rng = np.random.default_rng(123)
@@ -71,7 +72,8 @@ import numpy as np
 from ebgan_mdn_ros.sim.arm_dynamics import ArmConfig, FirstOrderArm
 from ebgan_mdn_ros.tasks.expert import ROUTE_VIA_POINTS
 from ebgan_mdn_ros.sim.recording import arm_preset
-from ebgan_mdn_ros.runtime.policy_runtime import PolicyRuntime, RuntimeConfig
+from ebgan_mdn_ros.runtime.policy_runtime import PolicyRuntime
+from ebgan_mdn_ros.runtime.runtime_config import RuntimeConfig
 
 runtime = PolicyRuntime(sys.argv[1], RuntimeConfig(seed=1))
 rng = np.random.default_rng(321)

@@ -46,7 +46,8 @@ from ebgan_mdn_ros.export.exporter import export_model  # noqa: E402
 from ebgan_mdn_ros.runtime.model_loader import session_options  # noqa: E402
 from ebgan_mdn_ros.training.networks import EnergyMLP, MixtureDensityNetwork, Normalizer, mlp  # noqa: E402
 from ebgan_mdn_ros.runtime import selection  # noqa: E402
-from ebgan_mdn_ros.runtime.policy_runtime import PolicyRuntime, RuntimeConfig  # noqa: E402
+from ebgan_mdn_ros.runtime.policy_runtime import PolicyRuntime
+from ebgan_mdn_ros.runtime.runtime_config import RuntimeConfig  # noqa: E402
 
 CONDITION, ACTION, COMPONENTS = 14, 7, 8
 DFO_SAMPLES, DFO_ITERATIONS = 16384, 3

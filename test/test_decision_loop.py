@@ -8,7 +8,8 @@ from model_factory import build_model_dir
 
 from ebgan_mdn_ros.control.decision_loop import DecisionLoop
 from ebgan_mdn_ros.control.safety_filter import SafetyConfig
-from ebgan_mdn_ros.runtime.policy_runtime import PolicyRuntime, RuntimeConfig
+from ebgan_mdn_ros.runtime.policy_runtime import PolicyRuntime
+from ebgan_mdn_ros.runtime.runtime_config import RuntimeConfig
 
 JOINTS = ("j1", "j2")
 # Seeding trusts one state here, so the first state is the seed; the seeding tests use the default (3).

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from ebgan_mdn_ros.config_base import ConfigError, from_dict
-from ebgan_mdn_ros.runtime.policy_runtime import Decision, PolicyRuntime, RuntimeConfig
+from ebgan_mdn_ros.runtime.policy_runtime import Decision, PolicyRuntime
+from ebgan_mdn_ros.runtime.runtime_config import RuntimeConfig
 from model_factory import build_model_dir, export_checkpoint, two_mode_checkpoint
 
 CENTRE = np.array([0.0])

@@ -20,7 +20,8 @@ CHILD = textwrap.dedent("""
     sys.meta_path.insert(0, Blocker())
     import numpy as np
     from ebgan_mdn_ros.cli import main
-    from ebgan_mdn_ros.runtime.policy_runtime import PolicyRuntime, RuntimeConfig
+    from ebgan_mdn_ros.runtime.policy_runtime import PolicyRuntime
+    from ebgan_mdn_ros.runtime.runtime_config import RuntimeConfig
 
     model_dir = sys.argv[1]
     assert main(["validate", model_dir]) == 0

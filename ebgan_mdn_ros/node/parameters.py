@@ -16,11 +16,16 @@ from typing import Any, Mapping
 import yaml
 
 from ebgan_mdn_ros.config_base import ConfigError, from_dict, require
+from ebgan_mdn_ros.control.safety_filter import SafetyConfig
 from ebgan_mdn_ros.paths import find_in_share
+from ebgan_mdn_ros.runtime.runtime_config import RuntimeConfig
+
+# The runtime's and the safety filter's knobs keep their defaults and their checks in their own
+# dataclasses; the node exposes them as flat ROS parameters under the same names.
+RUNTIME, SAFETY = RuntimeConfig, SafetyConfig
 
 OUTPUT_MODES = ("forward_command", "joint_trajectory")
 EXECUTORS = ("events", "single_threaded")
-SELECTION_RULES = ("mode_first", "lowest_energy", "importance")
 ENERGY_THRESHOLD_WORDS = ("model", "none")
 # Declared by rclpy itself on every node; not ours to validate.
 ROS_BUILTIN_PARAMETERS = ("use_sim_time", "start_type_description_service")
@@ -38,33 +43,33 @@ class NodeConfig:
     control_rate_hz: float = 50.0           # Hz; 0 = event-driven (decide on every new joint state)
     trajectory_time_from_start_s: float = 0.1  # s, time_from_start of the one point sent in joint_trajectory mode
     executor: str = "events"                # events | single_threaded (see README: measured)
-    # policy runtime (ebgan_mdn_ros.runtime.policy_runtime.RuntimeConfig)
-    num_candidates: int = 256               # K candidate actions per decision
-    selection: str = "mode_first"           # mode_first | lowest_energy | importance
-    continuity_weight: float = 0.0          # 1/rad^2: weight of ||candidate - previous action||^2 in the score
-    stickiness: bool = True                 # keep the previous decision's mixture component while plausible
-    keep_mode_min_weight: float = 0.05      # mixture weight below which a kept component is let go
+    # policy runtime (defaults and checks: ebgan_mdn_ros.runtime.runtime_config.RuntimeConfig)
+    num_candidates: int = RUNTIME.num_candidates  # K candidate actions per decision
+    selection: str = RUNTIME.selection      # mode_first | lowest_energy | importance
+    continuity_weight: float = RUNTIME.continuity_weight  # 1/rad^2: weight of ||candidate - previous action||^2 in the score
+    stickiness: bool = RUNTIME.stickiness   # keep the previous decision's mixture component while plausible
+    keep_mode_min_weight: float = RUNTIME.keep_mode_min_weight  # mixture weight below which a kept component is let go
     energy_threshold: float | str = "model"  # energy above which a decision is untrusted (dimensionless);
                                             # "model": the manifest's suggestion (none if it has none); "none"
-    temperature: float = 1.0                # importance-resampling temperature (dimensionless)
-    seed: int = 0                           # candidate noise seed (reproducible decisions)
-    execution_providers: tuple[str, ...] = ("CPUExecutionProvider",)
-    intra_op_threads: int = 1
-    inter_op_threads: int = 1
+    temperature: float = RUNTIME.temperature  # importance-resampling temperature (dimensionless)
+    seed: int = RUNTIME.seed                # candidate noise seed (reproducible decisions)
+    execution_providers: tuple[str, ...] = RUNTIME.providers
+    intra_op_threads: int = RUNTIME.intra_op_threads
+    inter_op_threads: int = RUNTIME.inter_op_threads
     swap_latency_budget_s: float = 0.0      # s: p99 probe latency a swapped-in model must meet; 0 = the
                                             # control period (no check when event-driven)
-    # safety (ebgan_mdn_ros.control.safety_filter.SafetyConfig)
-    state_timeout_s: float = 0.5            # s; an older joint state holds the arm
+    # safety (defaults and checks: ebgan_mdn_ros.control.safety_filter.SafetyConfig)
+    state_timeout_s: float = SAFETY.state_timeout_s  # s; an older joint state holds the arm
     state_queue_depth: int = 1              # joint states held for the node (best effort). 1 = always the
                                             # freshest. Event-driven at a high rate, N > 1 answers every
                                             # state through a stall of up to N periods (a model load holds
                                             # Python for ~10 ms), late instead of never
     position_lower: tuple[float, ...] = ()  # rad or m per joint; empty = the model's action box (absolute models)
     position_upper: tuple[float, ...] = ()
-    max_step: float = 0.05                  # rad or m per tick: largest command change
-    max_velocity: float = 1.0               # rad/s or m/s
-    hold_on_untrusted: bool = True          # an untrusted decision holds the previous command
-    seed_confirmations: int = 3             # consecutive agreeing joint states before one seeds an episode
+    max_step: float = SAFETY.max_step       # rad or m per tick: largest command change
+    max_velocity: float = SAFETY.max_velocity  # rad/s or m/s
+    hold_on_untrusted: bool = SAFETY.hold_on_untrusted  # an untrusted decision holds the previous command
+    seed_confirmations: int = SAFETY.seed_confirmations  # consecutive agreeing joint states before one seeds an episode
     dry_run: bool = True                    # decide and publish diagnostics but send no command (real-arm default)
     lock_runtime_changes: bool = False      # true: refuse arming (dry_run) and model changes at run time: any
                                             # peer on the DDS domain can set parameters and call services
@@ -88,25 +93,17 @@ class NodeConfig:
         require(bool(self.controller_name) and " " not in self.controller_name, "controller_name",
                 self.controller_name, "a controller (topic namespace) name")
         require(self.executor in EXECUTORS, "executor", self.executor, f"one of {EXECUTORS}")
-        require(self.selection in SELECTION_RULES, "selection", self.selection, f"one of {SELECTION_RULES}")
         require(math.isfinite(self.control_rate_hz) and self.control_rate_hz >= 0, "control_rate_hz",
                 self.control_rate_hz, "a rate in Hz >= 0 (0 = event-driven)")
         require(self.trajectory_time_from_start_s > 0, "trajectory_time_from_start_s",
                 self.trajectory_time_from_start_s, "> 0 s")
-        require(self.num_candidates >= 1, "num_candidates", self.num_candidates, ">= 1")
-        require(self.continuity_weight >= 0, "continuity_weight", self.continuity_weight, ">= 0")
-        require(0 <= self.keep_mode_min_weight <= 1, "keep_mode_min_weight", self.keep_mode_min_weight, "in [0, 1]")
         require(self.energy_threshold in ENERGY_THRESHOLD_WORDS if isinstance(self.energy_threshold, str)
                 else math.isfinite(self.energy_threshold), "energy_threshold", self.energy_threshold,
                 f"a finite number or one of {ENERGY_THRESHOLD_WORDS}")
-        require(self.temperature > 0, "temperature", self.temperature, "> 0")
         require(len(self.execution_providers) > 0, "execution_providers", list(self.execution_providers),
                 "at least one ONNX Runtime execution provider")
-        require(self.intra_op_threads >= 1, "intra_op_threads", self.intra_op_threads, ">= 1")
-        require(self.inter_op_threads >= 1, "inter_op_threads", self.inter_op_threads, ">= 1")
         require(math.isfinite(self.swap_latency_budget_s) and self.swap_latency_budget_s >= 0,
                 "swap_latency_budget_s", self.swap_latency_budget_s, ">= 0 s (0 = the control period)")
-        require(self.state_timeout_s > 0, "state_timeout_s", self.state_timeout_s, "> 0 s")
         require(1 <= self.state_queue_depth <= 1000, "state_queue_depth", self.state_queue_depth, "1..1000")
         for key in ("position_lower", "position_upper"):
             value = getattr(self, key)
@@ -116,12 +113,19 @@ class NodeConfig:
                 "as many values as position_lower")
         require(all(lo < hi for lo, hi in zip(self.position_lower, self.position_upper)), "position_lower",
                 list(self.position_lower), f"below position_upper {list(self.position_upper)}")
-        require(self.max_step > 0, "max_step", self.max_step, "> 0 (rad or m per tick)")
-        require(self.max_velocity > 0, "max_velocity", self.max_velocity, "> 0 (rad/s or m/s)")
         require(1 <= self.decision_publish_every <= 10000, "decision_publish_every", self.decision_publish_every,
                 "1..10000 (1 = every decision)")
         require(self.diagnostics_period_s > 0, "diagnostics_period_s", self.diagnostics_period_s, "> 0 s")
         require(self.latency_window >= 10, "latency_window", self.latency_window, ">= 10")
+        self.runtime_config()  # the runtime's own checks, naming the same keys
+        self.safety_config(self.position_lower or (-math.inf,) * len(self.joint_names),
+                           self.position_upper or (math.inf,) * len(self.joint_names))
+
+    def safety_config(self, lower: tuple[float, ...], upper: tuple[float, ...]) -> SafetyConfig:
+        """The safety filter's configuration for these position limits (the node picks them at start-up)."""
+        return SafetyConfig(position_lower=lower, position_upper=upper, max_step=self.max_step,
+                            max_velocity=self.max_velocity, state_timeout_s=self.state_timeout_s,
+                            hold_on_untrusted=self.hold_on_untrusted, seed_confirmations=self.seed_confirmations)
 
     @property
     def command_topic(self) -> str:
@@ -139,7 +143,6 @@ class NodeConfig:
         return None if self.event_driven else 1.0 / self.control_rate_hz
 
     def runtime_config(self):
-        from ebgan_mdn_ros.runtime.policy_runtime import RuntimeConfig  # the runtime pulls in onnxruntime: only when a node starts
         return RuntimeConfig(
             num_candidates=self.num_candidates, selection=self.selection,
             continuity_weight=self.continuity_weight, stickiness=self.stickiness,

@@ -204,14 +204,10 @@ class PolicyNode(Node):
     def _safety_config(self, manifest) -> SafetyConfig:
         c = self.config
         if c.position_lower:
-            lower, upper = c.position_lower, c.position_upper
-        elif manifest.action_kind != "delta":
-            lower, upper = tuple(manifest.action_low), tuple(manifest.action_high)
-        else:
-            raise ModelRejected("a delta-action model needs position_lower/position_upper parameters")
-        return SafetyConfig(position_lower=lower, position_upper=upper, max_step=c.max_step,
-                            max_velocity=c.max_velocity, state_timeout_s=c.state_timeout_s,
-                            hold_on_untrusted=c.hold_on_untrusted, seed_confirmations=c.seed_confirmations)
+            return c.safety_config(c.position_lower, c.position_upper)
+        if manifest.action_kind != "delta":
+            return c.safety_config(tuple(manifest.action_low), tuple(manifest.action_high))
+        raise ModelRejected("a delta-action model needs position_lower/position_upper parameters")
 
     def _use_model(self, runtime) -> None:
         """Adopt ``runtime`` (start-up or swap; between decisions, never inside one)."""

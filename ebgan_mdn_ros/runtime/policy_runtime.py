@@ -22,57 +22,12 @@ from typing import Sequence
 import numpy as np
 
 from ebgan_mdn_ros.runtime import sampler, selection
-from ebgan_mdn_ros.config_base import ConfigError, require
+from ebgan_mdn_ros.config_base import ConfigError
 from ebgan_mdn_ros.runtime.manifest import Manifest, load_manifest
+from ebgan_mdn_ros.runtime.runtime_config import RuntimeConfig
 from ebgan_mdn_ros.runtime.model_loader import LoadedModel, ModelValidationError, check_model_root, load_model
 
 __all__ = ["RuntimeConfig", "Decision", "PolicyRuntime", "ModelValidationError"]
-
-
-@dataclass(frozen=True)
-class RuntimeConfig:
-    num_candidates: int = 256
-    selection: str = "mode_first"
-    continuity_weight: float = 0.0
-    stickiness: bool = True
-    keep_mode_min_weight: float = 0.05
-    energy_threshold: float | None = None  # None: the manifest's suggestion if any, else always trusted
-    temperature: float = 1.0
-    seed: int = 0
-    providers: tuple[str, ...] = ("CPUExecutionProvider",)
-    intra_op_threads: int = 1
-    inter_op_threads: int = 1
-    use_fused_graph: bool = True
-
-    def __post_init__(self):
-        if isinstance(self.providers, list):
-            object.__setattr__(self, "providers", tuple(self.providers))
-        _integer(self.num_candidates, "num_candidates", 1)
-        require(self.selection in selection.SELECTION_RULES, "selection", self.selection,
-                f"one of {selection.SELECTION_RULES}")
-        _number(self.continuity_weight, "continuity_weight", ">= 0", lambda v: v >= 0)
-        require(isinstance(self.stickiness, bool), "stickiness", self.stickiness, "true or false")
-        _number(self.keep_mode_min_weight, "keep_mode_min_weight", "in [0, 1]", lambda v: 0 <= v <= 1)
-        if self.energy_threshold is not None:
-            _number(self.energy_threshold, "energy_threshold", "a finite number or null", lambda v: True)
-        _number(self.temperature, "temperature", "> 0", lambda v: v > 0)
-        _integer(self.seed, "seed", 0)
-        require(isinstance(self.providers, tuple) and len(self.providers) > 0
-                and all(isinstance(p, str) and p for p in self.providers), "providers", self.providers,
-                "a non-empty list of onnxruntime provider names, e.g. ['CUDAExecutionProvider', 'CPUExecutionProvider']")
-        _integer(self.intra_op_threads, "intra_op_threads", 1)
-        _integer(self.inter_op_threads, "inter_op_threads", 1)
-        require(isinstance(self.use_fused_graph, bool), "use_fused_graph", self.use_fused_graph, "true or false")
-
-
-def _integer(value, key: str, minimum: int) -> None:
-    require(isinstance(value, int) and not isinstance(value, bool) and value >= minimum, key, value,
-            f"an integer >= {minimum}")
-
-
-def _number(value, key: str, expectation: str, check) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and check(value)
-    require(ok, key, value, expectation)
 
 
 @dataclass
