@@ -67,7 +67,7 @@ def test_process_command_passes_names_files_and_yaml_safe_values():
 
 def test_launch_file_builds_the_plan_when_launch_ros_is_installed():
     if importlib.util.find_spec("launch_ros") is None:
-        pytest.skip("launch_ros is not installable from pip (ros-toolchain.md); the plan above is what it runs")
+        pytest.skip("launch_ros is not installable from pip; the plan above is what it runs")
     from launch import LaunchContext
     spec = importlib.util.spec_from_file_location("policy_launch", ROOT / "launch" / "policy.launch.py")
     module = importlib.util.module_from_spec(spec)

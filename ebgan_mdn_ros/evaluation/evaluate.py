@@ -1,4 +1,4 @@
-"""Evaluate a trained run under each selection rule (method.md sec. 5), one column per rule.
+"""Evaluate a trained run under each selection rule (docs/method.md sec. 5), one column per rule.
 
 Rules: "raw" (one mixture sample, K = 1), "lowest_energy" (argmin over K whole-mixture candidates:
 collapses onto one mode), "mode_first" (k ~ pi, K candidates from k, lowest energy: the deployed

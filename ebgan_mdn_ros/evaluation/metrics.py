@@ -1,4 +1,4 @@
-"""Quality metrics of method.md sec. 7 (numpy). Samples are [T, S, A]: S decisions at each of T conditions.
+"""Quality metrics of docs/method.md sec. 7 (numpy). Samples are [T, S, A]: S decisions at each of T conditions.
 
 Percentages are in 0..100. A mode is captured at a condition when some sample lies within tau of
 it; a sample is off-manifold when it lies farther than tau from every mode (coverage alone would

@@ -153,7 +153,7 @@ def _export_graph(module: torch.nn.Module, role: str, path: Path, condition_dim:
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
         # The TorchScript exporter (dynamo=False) writes one self-contained file at opset 17;
-        # the dynamo exporter would put weights in a separate .onnx.data file (ros-toolchain.md).
+        # the dynamo exporter would put weights in a separate .onnx.data file (which onnxruntime would then reopen by path, and the loader refuses).
         torch.onnx.export(module, _example_inputs(role, condition_dim, action_dim, num_components), str(path),
                           input_names=[t.name for t in inputs], output_names=[t.name for t in outputs],
                           dynamic_axes={k: v for k, v in dynamic_axes.items() if v}, opset_version=OPSET,

@@ -78,8 +78,8 @@ def session_options(intra_op_threads: int = 1, inter_op_threads: int = 1) -> ort
     # only switched on when asked for.
     options.execution_mode = (ort.ExecutionMode.ORT_PARALLEL if inter_op_threads > 1
                               else ort.ExecutionMode.ORT_SEQUENTIAL)
-    # Spinning worker threads fight the control loop (and each other) on few cores; measured in
-    # ros-toolchain.md: p99 ~5 ms with spinning against < 1 ms without at 2 threads.
+    # Spinning worker threads fight the control loop (and each other) on few cores; measured on the
+    # 2-core build machine: p99 ~5 ms with spinning against < 1 ms without at 2 threads.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     options.log_severity_level = 3

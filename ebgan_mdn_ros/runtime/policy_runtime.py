@@ -1,6 +1,6 @@
 """PolicyRuntime: one call per control step, numpy in, Decision out. No rclpy, no torch.
 
-A step (method.md section 5): one generator forward gives the mixture; K candidates are drawn with
+A step (docs/method.md section 5): one generator forward gives the mixture; K candidates are drawn with
 seeded noise and scored with one batched energy forward; one is chosen by the rule in selection.py
 ("mode_first", the default, keeps the previous decision's component while its weight stays >=
 keep_mode_min_weight when stickiness is on). A decision whose chosen energy is above the threshold

@@ -5,7 +5,7 @@ the exporter's threshold calibration. The fused decision graph (export/onnx_grap
 inside onnxruntime for speed; test/test_selection.py holds it to `draw` and `choose` on the same noise.
 
 Shapes: B conditions, M components, K candidates, A action dims. All randomness comes in as arguments.
-Rules (method.md section 5):
+Rules (docs/method.md section 5):
 - "mode_first": one component per decision (k ~ pi, or the previous decision's while its weight stays
   >= keep_min_weight), all K candidates from it, lowest score wins. Multi-modal across decisions,
   sharp within a mode, no hopping between modes from tick to tick. The deployed rule.

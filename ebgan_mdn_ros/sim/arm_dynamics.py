@@ -2,7 +2,7 @@
 
 The arm tracks its position target with first-order dynamics (time constant, velocity cap, joint
 limits): enough to close the loop through real topics without pretending to be a physics engine.
-Tasks (method.md section 6): "ik" (planar arm, links 3 and 3, a Cartesian goal in the reachable
+Tasks (docs/method.md section 6): "ik" (planar arm, links 3 and 3, a Cartesian goal in the reachable
 annulus, two modes: elbow up / elbow down) and "multiroute" (a 2-axis gantry from near (0, 0) to
 the box [19, 21]^2; reached means inside the box).
 """

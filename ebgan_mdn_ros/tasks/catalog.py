@@ -1,4 +1,4 @@
-"""Benchmark tasks of method.md sec. 6, regenerated in code with fixed seeds.
+"""Benchmark tasks of docs/method.md sec. 6, regenerated in code with fixed seeds.
 
 Each task carries its training pairs (float32 numpy), the PolicySpec a trained policy will publish
 with, test conditions, and the ground truth the metrics need: the true modes at a condition and a

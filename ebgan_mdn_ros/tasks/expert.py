@@ -10,7 +10,7 @@ trained on their recordings has to keep every mode.
   last command): then every command is caused by the goal before it and cannot be mistaken for
   an answer to the next one, which an answer to a republished old goal could (docs/demonstrations.md).
 - RouteExpert (task multiroute): per episode one of three routes at random, via (10, 0), (5, 5)
-  or (0, 10), then (10, 10), then the goal (20, 20) (method.md section 6; the geometry is
+  or (0, 10), then (10, 10), then the goal (20, 20) (docs/method.md section 6; the geometry is
   ebgan_mdn_ros/tasks/routes.py). Each decision is a displacement of at most step_length towards the
   next waypoint, optionally with Gaussian noise, clipped to the action box +-2.
 """

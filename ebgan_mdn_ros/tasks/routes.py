@@ -1,4 +1,4 @@
-"""Geometry of the multi-route task (method.md section 6), numpy only.
+"""Geometry of the multi-route task (docs/method.md section 6), numpy only.
 
 A point starts near (0, 0) and reaches the goal box [19, 21]^2 via (10, 0), (5, 5) or (0, 10), then
 (10, 10), without leaving the arena [-2, 22]^2. The task's data (tasks.py), the scripted

@@ -1,4 +1,4 @@
-"""Training losses (method.md sec. 3-4). Lower energy = more plausible, everywhere.
+"""Training losses (docs/method.md sec. 3-4). Lower energy = more plausible, everywhere.
 
 Two layers: pure functions over energy / density tensors (hand-checkable), and thin wrappers that
 run the networks and enforce which parameters a loss may touch: the energy loss detaches the

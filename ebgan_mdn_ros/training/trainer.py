@@ -1,4 +1,4 @@
-"""Training loop for every method: EBGAN-MDN, R-NCE and the baselines (method.md sec. 3-4).
+"""Training loop for every method: EBGAN-MDN, R-NCE and the baselines (docs/method.md sec. 3-4).
 
 Reads top to bottom: `build_networks` and `build_optimizers` are separate from `train_loop` so a
 distributed launcher can wrap the networks (DistributedDataParallel) between the two and shard
