@@ -1,6 +1,6 @@
 """`ebgan-mdn` command line: one subcommand per module in ebgan_mdn_ros.commands.
 
-Each module defines `HELP` (one line), `add_arguments(parser)` and `run(args) -> int`. Modules are
+Each module defines `add_arguments(parser)` and `run(args) -> int`; its one-line help is here. Modules are
 imported only when their subcommand runs, so `ebgan-mdn validate` works without torch installed.
 """
 from __future__ import annotations

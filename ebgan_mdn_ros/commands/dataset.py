@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-HELP = "Turn rosbag2 MCAP recordings into a (condition, action) .npz for train."
 
 
 def _names(text: str) -> tuple[str, ...]:

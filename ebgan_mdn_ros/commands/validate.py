@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-HELP = "Check an exported model directory (files, hashes, graph I/O, finite probe)."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
