@@ -10,7 +10,6 @@ import argparse
 import sys
 
 
-
 def _names(text: str) -> tuple[str, ...]:
     names = tuple(part.strip() for part in text.split(",") if part.strip())
     if not names:

@@ -9,7 +9,6 @@ import argparse
 import sys
 
 
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model_dir", help="model directory with manifest.json")
     parser.add_argument("--providers", nargs="+", default=["CPUExecutionProvider"],
