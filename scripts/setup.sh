@@ -24,10 +24,15 @@ mkdir -p build
 export AMENT_PREFIX_PATH="$VIRTUAL_ENV" CMAKE_PREFIX_PATH="$VIRTUAL_ENV"
 # Messages (and launch/config/models into share/ebgan_mdn_ros) into the venv prefix: no sourcing needed.
 msg_stamp=.venv/.msgs.sha
-msg_want=$(cat msg/*.msg CMakeLists.txt package.xml | sha256sum | cut -d' ' -f1)
-if [ "$(cat "$msg_stamp" 2>/dev/null)" != "$msg_want" ] || [ ! -d "$VIRTUAL_ENV/share/ebgan_mdn_ros" ]; then
+# The executables too, into lib/ebgan_mdn_ros with a #! naming the venv's python: the layout of a colcon
+# install, which is where `ros2 launch` looks for them (the ament index, then <prefix>/lib/<package>).
+msg_want=$(cat msg/*.msg CMakeLists.txt package.xml scripts/policy_node scripts/sim_arm scripts/ebgan-mdn \
+           | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$msg_stamp" 2>/dev/null)" != "$msg_want" ] || [ ! -d "$VIRTUAL_ENV/share/ebgan_mdn_ros" ] \
+   || [ ! -x "$VIRTUAL_ENV/lib/ebgan_mdn_ros/policy_node" ]; then
   cmake -S . -B build/pip -DCMAKE_INSTALL_PREFIX="$VIRTUAL_ENV" -DCMAKE_BUILD_TYPE=Release \
-        -DEBGAN_INSTALL_PYTHON=OFF -DBUILD_TESTING=OFF -DPython3_EXECUTABLE="$(command -v python)" > build/cmake.log 2>&1 \
+        -DEBGAN_INSTALL_PYTHON=OFF -DEBGAN_SCRIPT_PYTHON="$VIRTUAL_ENV/bin/python" \
+        -DBUILD_TESTING=OFF -DPython3_EXECUTABLE="$(command -v python)" > build/cmake.log 2>&1 \
     || { cat build/cmake.log; exit 1; }
   cmake --build build/pip -j2 >> build/cmake.log 2>&1 && cmake --install build/pip >> build/cmake.log 2>&1 \
     || { tail -50 build/cmake.log; exit 1; }
