@@ -24,7 +24,8 @@ def make_executor(kind: str, context=None):
     return SingleThreadedExecutor(context=context)
 
 
-def spin(executor, should_stop=lambda: False) -> None:
-    """Spin with a timeout on every call until shutdown or ``should_stop()``."""
-    while rclpy.ok() and not should_stop():
+def spin(executor, should_stop=lambda: False, context=None) -> None:
+    """Spin with a timeout on every call until ``context`` (default: the global one) shuts down or
+    ``should_stop()``. The timeout is what lets a stop request (node/process.py) be seen within 0.1 s."""
+    while rclpy.ok(context=context) and not should_stop():
         executor.spin_once(timeout_sec=SPIN_TIMEOUT_S)

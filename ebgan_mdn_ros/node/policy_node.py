@@ -462,25 +462,14 @@ class PolicyNode(Node):
 
 
 def main(argv: list[str] | None = None) -> int:
-    rclpy.init(args=argv)
-    try:
-        node = PolicyNode()
-    except (ConfigError, ModelRejected, ValueError) as exc:
-        # Fail fast with the offending value: nothing was commanded, nothing is half-started.
-        print(f"[{NODE_NAME}] start-up failed: {exc}", file=sys.stderr, flush=True)
-        rclpy.try_shutdown()
-        raise SystemExit(2) from None  # an exit code even from wrappers that ignore main's return value
-    executor = make_executor(node.config.executor)
-    executor.add_node(node)
-    try:
-        spin(executor)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        executor.shutdown(timeout_sec=1.0)
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    """Exit 0 on SIGINT/SIGTERM; 2 with one line for a configuration or model it cannot run with
+    (a bad --params-file included): node/process.py decides both for every node process."""
+    from ebgan_mdn_ros.node.process import run_nodes  # here, so the module's imports stay the class's
+    code = run_nodes(NODE_NAME, PolicyNode, argv, executor=lambda nodes: nodes[0].config.executor,
+                     startup_errors=(ConfigError, ModelRejected, ValueError))
+    if code:
+        raise SystemExit(code)  # an exit code even from wrappers that ignore main's return value
+    return code
 
 
 if __name__ == "__main__":

@@ -40,8 +40,9 @@ from ebgan_mdn_ros.tasks.expert import IKExpert, RouteExpert
 
 def record_ros(task: str, goals: int, out: Path, seed: int = 0, controller: str = "forward_position_controller",
                attach: bool = False, timeout_s: float | None = None, match_timeout_s: float = 20.0,
-               ros_args: list[str] | None = None) -> RecordingSummary:
-    """Drive sim_arm with the expert over DDS and record its topics; stops after ``goals`` finished goals."""
+               ros_args: list[str] | None = None, should_stop=lambda: False) -> RecordingSummary:
+    """Drive sim_arm with the expert over DDS and record its topics; stops after ``goals`` finished goals,
+    or early once ``should_stop()`` (the bag so far is closed and kept)."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
@@ -119,7 +120,10 @@ def record_ros(task: str, goals: int, out: Path, seed: int = 0, controller: str 
                 pass
 
     context_args = ["record_demos"] + (["--ros-args", *ros_args] if ros_args else [])
-    rclpy.init(args=context_args)
+    # Without rclpy's signal handlers: a SIGINT/SIGTERM is ``should_stop`` (main's StopSignals), so it never
+    # interrupts a callback, a bag write or the teardown (node/process.py).
+    from ebgan_mdn_ros.node.process import init
+    init(context_args)
     executor = SingleThreadedExecutor()  # the EventsExecutor fails on raw callbacks with MessageInfo (rclpy 9.1.2)
     nodes = []
     try:
@@ -140,17 +144,17 @@ def record_ros(task: str, goals: int, out: Path, seed: int = 0, controller: str 
                       (recorder.subscriptions_by_topic[commands].get_publisher_count, 1),
                       (expert_node._publisher.get_subscription_count, 1 if attach else 2)]
             match_deadline = time.monotonic() + match_timeout_s
-            while not all(count() >= n for count, n in needed):
+            while not all(count() >= n for count, n in needed) and not should_stop():
                 if time.monotonic() > match_deadline:
                     raise RecorderError("the recorder did not match the arm's /joint_states and the expert's "
                                         f"{commands} within {match_timeout_s} s (is sim_arm running on this "
                                         "ROS_DOMAIN_ID?)")
                 executor.spin_once(timeout_sec=0.05)
-            if not attach:
+            if not attach and not should_stop():
                 source = GoalSourceNode(parameter_overrides=[Parameter("task", value=task), Parameter("seed", value=seed)])
                 nodes.append(source)
                 executor.add_node(source)
-            while recorder.finished_goals < goals and rclpy.ok():
+            while recorder.finished_goals < goals and rclpy.ok() and not should_stop():
                 if time.monotonic() > deadline:
                     raise RecorderError(f"only {recorder.finished_goals} of {goals} goals finished before the "
                                         f"timeout; the bag so far is kept in {out}")
@@ -188,18 +192,40 @@ def main(argv: list[str] | None = None) -> int:
     if args.goals < 1:
         parser.error("--goals must be >= 1")
     task = args.task
-    try:
-        if args.backend == "inprocess":
+    if args.backend == "inprocess":
+        try:
             summary = record_inprocess(task, args.goals, Path(args.out), args.seed, controller=args.controller)
-        else:
-            summary = record_ros(task, args.goals, Path(args.out), args.seed, args.controller, args.attach,
-                                 args.timeout, ros_args=ros_args)
+        except RecorderError as exc:
+            print(f"record_demos: error: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print(f"record_demos: interrupted; the bag so far is in {args.out}", file=sys.stderr)
+            return 130
+        print(summary.text())
+        return 0
+    # The ros backend is a node process: SIGINT/SIGTERM end the recording cleanly (exit 0, the bag kept),
+    # a bad --params-file is one line and exit 2, as for every node (node/process.py).
+    from ebgan_mdn_ros.node.process import ROS_CONFIG_ERRORS, StopSignals, config_error_text
+    signals = StopSignals()
+    try:
+        summary = record_ros(task, args.goals, Path(args.out), args.seed, args.controller, args.attach,
+                             args.timeout, ros_args=ros_args, should_stop=signals.is_set)
     except RecorderError as exc:
         print(f"record_demos: error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"record_demos: interrupted; the bag so far is in {args.out}", file=sys.stderr)
-        return 130
+    except ROS_CONFIG_ERRORS as exc:
+        print(f"record_demos: start-up failed: {config_error_text(exc, ros_args)}", file=sys.stderr)
+        return 2
+    finally:
+        # argv None: this is the process's own command line, so ignore signals until exit (a second one
+        # must not kill it during interpreter exit); an in-process call gets its handlers back.
+        if argv is None:
+            signals.ignore()
+        else:
+            signals.restore()
+    if signals.is_set():
+        print(f"record_demos: stopped by a signal after {summary.goals_finished} of {args.goals} goals; "
+              "the bag so far is kept", file=sys.stderr)
     print(summary.text())
     return 0
 

@@ -16,7 +16,6 @@ import time
 
 import numpy as np
 import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import JointState
@@ -26,7 +25,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from ebgan_mdn_ros.node import conversions
 from ebgan_mdn_ros.sim.arm_dynamics import ARM_PRESETS, ArmConfig, FirstOrderArm, GoalSchedule, TaskConfig, TrajectoryTarget
-from ebgan_mdn_ros.node.executors import make_executor, spin
+from ebgan_mdn_ros.node.process import run_nodes
 
 RESET_TOPIC = "sim_arm/reset_position"  # multiroute episodes restart the gantry here
 RUNNING, STOPPING, MOVING = "running", "stopping", "moving"
@@ -204,28 +203,30 @@ class GoalSourceNode(Node):
                 f"modes: {modes}, mean time to reach {mean:.2f} s")
 
 
-def main(argv: list[str] | None = None) -> None:
-    """`sim_arm` runs the arm; `sim_arm goal_source` runs the goal source (same ROS arguments)."""
-    rclpy.init(args=argv)
-    args = rclpy.utilities.remove_ros_args(sys.argv if argv is None else argv)[1:]
-    node = GoalSourceNode() if "goal_source" in args else SimArmNode()
-    executor = make_executor("events")
-    executor.add_node(node)
-    try:
-        spin(executor)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except RuntimeError:
-        # SIGINT landing inside a callback shuts the context down under it; only then is this expected.
-        if rclpy.ok():
-            raise
-    finally:
-        if isinstance(node, GoalSourceNode):
-            print(f"[goal_source] {node.summary()}", flush=True)
-        executor.shutdown(timeout_sec=1.0)
-        node.destroy_node()
-        rclpy.try_shutdown()
+def main(argv: list[str] | None = None) -> int:
+    """`sim_arm` runs the arm; `sim_arm goal_source` runs the goal source (same ROS arguments).
+
+    Exit 0 on SIGINT/SIGTERM (the goal source prints its summary first), 2 on a configuration it cannot
+    run with (node/process.py).
+    """
+    command_line = list(sys.argv if argv is None else argv)
+
+    def build():
+        # After rclpy.init: remove_ros_args raises for a bad --params-file, which run_nodes reports.
+        goal_source = "goal_source" in rclpy.utilities.remove_ros_args(command_line)[1:]
+        return GoalSourceNode() if goal_source else SimArmNode()
+
+    def print_summary(nodes) -> None:
+        for node in nodes:
+            if isinstance(node, GoalSourceNode):
+                print(f"[goal_source] {node.summary()}", flush=True)
+
+    name = "goal_source" if "goal_source" in command_line[1:] else "sim_arm"  # for the start-up message only
+    code = run_nodes(name, build, argv, executor="events", startup_errors=(ValueError,), on_stop=print_summary)
+    if code:
+        raise SystemExit(code)  # an exit code even from wrappers that ignore main's return value
+    return code
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
