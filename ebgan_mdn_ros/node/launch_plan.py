@@ -4,6 +4,8 @@ launch_ros cannot be installed from pip, so the launch file only turns this plan
 and the demo and the tests start the same plan as processes (`process_command`).
   arm:=sim   sim_arm + goal_source + policy_node (config/sim_ik.yaml unless config:= says otherwise)
   arm:=real  policy_node only, wired to a ros2_control arm (config/real_arm.yaml, dry run)
+The launch ends when the policy node exits (shutdown_on_exit): a policy that stops at start-up (a
+missing model, a bad parameter: exit 2) must not leave the simulator and goal source running.
 """
 from __future__ import annotations
 
@@ -37,6 +39,8 @@ class NodeSpec:
     arguments: tuple[str, ...] = ()           # non-ROS command-line arguments
     remappings: tuple[tuple[str, str], ...] = ()
     package: str = PACKAGE
+    # This node's exit, for any reason or code, ends the whole launch (launch: OnProcessExit -> Shutdown).
+    shutdown_on_exit: bool = False
 
 
 @dataclass(frozen=True)
@@ -66,13 +70,27 @@ def plan(arm: str = "sim", model: str = "", config: str = "", share_dir: str | P
     policy_parameters: list[Any] = [str(config_file)]
     if model:
         policy_parameters.append({"model_directory": model})
-    policy = NodeSpec("policy_node", "policy_node", tuple(policy_parameters))
+    # Nothing is worth running without the policy: the sim nodes would only idle (or, on arm:=real,
+    # nothing is left at all), so its exit ends the launch.
+    policy = NodeSpec("policy_node", "policy_node", tuple(policy_parameters), shutdown_on_exit=True)
     if arm == "real":
         return LaunchPlan(arm, str(config_file), (policy,))
     # One file configures the whole simulation: the sim nodes read their own sections of it.
     sim = NodeSpec("sim_arm", "sim_arm", (str(config_file),))
     goals = NodeSpec("sim_arm", "goal_source", (str(config_file),), arguments=("goal_source",))
     return LaunchPlan(arm, str(config_file), (sim, goals, policy))
+
+
+def shutdown_reason(node: NodeSpec) -> str:
+    """What the launch says when ``node``'s exit ends it."""
+    return f"{node.name} exited, and the launch cannot go on without it (see its log above)"
+
+
+def ends_launch(nodes: tuple[NodeSpec, ...], exited: set[str]) -> bool:
+    """Whether the nodes named in ``exited`` end the launch: one of them is shutdown_on_exit.
+
+    For a runner that starts the plan as processes itself (`process_command`) rather than ros2 launch."""
+    return any(node.shutdown_on_exit and node.name in exited for node in nodes)
 
 
 def ros_arguments(node: NodeSpec, extra: dict[str, Any] | None = None) -> list[str]:
