@@ -24,10 +24,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.executors import ExternalShutdownException
 
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -38,7 +36,6 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from ebgan_mdn_ros.node import conversions
-from ebgan_mdn_ros.node.executors import make_executor, spin
 from ebgan_mdn_ros.config_base import ConfigError
 from ebgan_mdn_ros.control.latency_stats import LatencyStats, RateMeter
 from ebgan_mdn_ros.control.model_swap import ModelRejected, ModelSwapper, SwapEvent, make_runtime_validator
