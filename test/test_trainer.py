@@ -69,7 +69,7 @@ def test_every_method_trains_and_saves(method, tmp_path):
     _train(method, tmp_path, **{"optim.epochs": 1, "optim.batch_size": 128})
     ckpt = load_checkpoint(tmp_path)
     assert (ckpt.generator is None) == (method == "ibc")
-    assert (ckpt.energy is None) == (method in ("mdn", "bc"))
+    assert (ckpt.energy is None) == (method in ("mdn", "bc", "diffusion"))
     policy = PolicySampler(ckpt, num_candidates=4)
     actions = policy.sample(np.zeros((2, 1), np.float32), 3, "raw", np.random.default_rng(0))
     assert actions.shape == (2, 3, 1) and np.all(np.isfinite(actions))

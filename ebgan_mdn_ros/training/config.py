@@ -15,12 +15,12 @@ import yaml
 from ebgan_mdn_ros.config_base import ConfigError, from_dict, merge_overrides, require
 from ebgan_mdn_ros.training.objectives import GENERATOR_INCLUSIONS
 
-METHODS = ("ebgan-mdn", "rnce", "mdn", "bc", "cgan", "ebgan", "ibc")
-MDN_METHODS = ("ebgan-mdn", "rnce", "mdn")        # generator is a mixture density network
-ENERGY_METHODS = ("ebgan-mdn", "rnce", "cgan", "ebgan", "ibc")  # an energy (or critic) is trained
+METHODS = ("ebgan-mdn", "rnce", "rnce-ml", "mdn", "bc", "cgan", "ebgan", "ibc", "diffusion")
+MDN_METHODS = ("ebgan-mdn", "rnce", "rnce-ml", "mdn")        # generator is a mixture density network
+ENERGY_METHODS = ("ebgan-mdn", "rnce", "rnce-ml", "cgan", "ebgan", "ibc")  # an energy (or critic) is trained
 LR_SCHEDULES = ("step", "cosine", "constant")
 # Objective weights whose sensible default depends on the method: None means "the method's default".
-DEFAULT_GENERATOR_ENERGY_WEIGHT = {"ebgan-mdn": 1.0, "rnce": 0.0}
+DEFAULT_GENERATOR_ENERGY_WEIGHT = {"ebgan-mdn": 1.0, "rnce": 0.0, "rnce-ml": 0.0}
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,12 @@ class ModelConfig:
     activation: str = "relu"
     noise_dim: int = 2                # latent size of the cGAN / EBGAN MLP generator
     distribution: str = "gaussian"    # MDN component noise: gaussian or laplace (ablation)
+    # rnce-ml (docs/method.md sec. 10): noise levels on normalised actions, from noise to data
+    noise_ladder: tuple[float, ...] = (0.3, 0.1, 0.03, 0.0)
+    level_frequencies: int = 4        # sinusoidal features of log sigma fed to the energy
+    # diffusion (sec. 11): DDPM training steps of the squared-cosine schedule, time features
+    diffusion_steps: int = 100
+    time_frequencies: int = 8
 
     def __post_init__(self):
         require(len(self.generator_hidden) > 0 and all(w > 0 for w in self.generator_hidden),
@@ -48,6 +54,12 @@ class ModelConfig:
         require(self.noise_dim >= 1, "noise_dim", self.noise_dim, ">= 1")
         require(self.distribution in ("gaussian", "laplace"), "distribution", self.distribution,
                 "'gaussian' or 'laplace'")
+        ladder = self.noise_ladder
+        require(len(ladder) >= 1 and ladder[-1] == 0 and all(a > b for a, b in zip(ladder, ladder[1:])),
+                "noise_ladder", ladder, "levels strictly decreasing to 0, e.g. [0.3, 0.1, 0.03, 0]")
+        require(self.level_frequencies >= 1, "level_frequencies", self.level_frequencies, ">= 1")
+        require(self.diffusion_steps >= 2, "diffusion_steps", self.diffusion_steps, ">= 2")
+        require(self.time_frequencies >= 1, "time_frequencies", self.time_frequencies, ">= 1")
 
 
 @dataclass(frozen=True)
@@ -89,6 +101,7 @@ class ObjectiveConfig:
     alpha_min: float = 0.1
     generator_energy_weight: float | None = None   # None: 1 for ebgan-mdn, 0 for rnce
     generator_nll_weight: float = 1.0
+    level_zero_share: float = 1 / 3     # rnce-ml: share of examples trained at the clean level
 
     def __post_init__(self):
         require(self.energy_updates_per_batch >= 1, "energy_updates_per_batch", self.energy_updates_per_batch, ">= 1")
@@ -107,6 +120,7 @@ class ObjectiveConfig:
         require(self.generator_energy_weight is None or self.generator_energy_weight >= 0,
                 "generator_energy_weight", self.generator_energy_weight, ">= 0 or null")
         require(self.generator_nll_weight >= 0, "generator_nll_weight", self.generator_nll_weight, ">= 0")
+        require(0 <= self.level_zero_share <= 1, "level_zero_share", self.level_zero_share, "in [0, 1]")
 
     def energy_weight_for(self, method: str) -> float:
         if self.generator_energy_weight is not None:
@@ -120,11 +134,13 @@ class InferenceConfig:
     num_candidates: int = 64           # K candidates scored per decision
     importance_temperature: float = 1.0
     keep_min_weight: float = 0.05      # closed loop: keep the previous component while its weight is above this
+    ddim_steps: int = 16               # diffusion: DDIM steps of the deployed sampler ("raw" in eval)
 
     def __post_init__(self):
         require(self.num_candidates >= 1, "num_candidates", self.num_candidates, ">= 1")
         require(self.importance_temperature > 0, "importance_temperature", self.importance_temperature, "> 0")
         require(0 <= self.keep_min_weight < 1, "keep_min_weight", self.keep_min_weight, "in [0, 1)")
+        require(self.ddim_steps >= 1, "ddim_steps", self.ddim_steps, ">= 1")
 
 
 @dataclass(frozen=True)
@@ -155,6 +171,11 @@ class TrainConfig:
         if self.method in ENERGY_METHODS:  # an energy that never trains is a configuration mistake
             require(self.optim.energy_start_epoch < self.optim.epochs, "optim.energy_start_epoch",
                     self.optim.energy_start_epoch, f"below optim.epochs ({self.optim.epochs}) for {self.method}")
+        require(self.inference.ddim_steps <= self.model.diffusion_steps, "inference.ddim_steps",
+                self.inference.ddim_steps, f"at most model.diffusion_steps ({self.model.diffusion_steps})")
+        if self.method == "rnce-ml":  # the MDN's energy term would need a level; rnce-ml keeps plain likelihood
+            require(self.objective.energy_weight_for(self.method) == 0, "objective.generator_energy_weight",
+                    self.objective.generator_energy_weight, "0 or null for rnce-ml")
 
 
 def parse_override(text: str) -> tuple[str, Any]:

@@ -61,3 +61,12 @@ def sample_mixture(logits: torch.Tensor, means: torch.Tensor, scales: torch.Tens
     chosen_scales = torch.gather(scales, 1, index)
     eps = sample_noise(chosen_means.shape, distribution, generator, means.device)
     return chosen_means + chosen_scales * eps, components
+
+
+def level_scales(scales: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Component scales of the MDN noised by sigma per condition: sqrt(s^2 + sigma^2). [B,M,A], [B] -> [B,M,A].
+
+    Adding N(0, sigma^2) noise to a Gaussian mixture adds sigma^2 to every component's variance,
+    so the noised MDN is again an MDN with exact samples and log-density (docs/method.md sec. 10).
+    """
+    return torch.sqrt(scales ** 2 + sigma.reshape(-1, 1, 1) ** 2)

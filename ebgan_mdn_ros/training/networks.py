@@ -7,6 +7,7 @@ with (`init_kwargs`), so a checkpoint can rebuild it from the module alone.
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -135,7 +136,85 @@ class MLPPolicy(nn.Module):
         return self.net(condition)
 
 
-MODEL_CLASSES = {cls.__name__: cls for cls in (MixtureDensityNetwork, EnergyMLP, MLPPolicy)}
+LEVEL_FLOOR = 1e-3  # log(sigma + floor): the clean level sigma = 0 gets a finite feature
+
+
+def log_sigma_features(sigmas: torch.Tensor, frequencies: int, floor: float = LEVEL_FLOOR) -> torch.Tensor:
+    """Sinusoidal features of log(sigma + floor), scaled to [0, 1] over [floor, 1]: [L] -> [L, 1 + 2F].
+
+    The level enters the energy as these features, so nearby noise scales get nearby energies.
+    """
+    u = torch.log(sigmas.to(torch.float32) + floor) / math.log(floor)  # 1 at sigma 0, 0 at sigma 1 - floor
+    angles = u[:, None] * math.pi * (2.0 ** torch.arange(frequencies, dtype=torch.float32))
+    return torch.cat([u[:, None], torch.sin(angles), torch.cos(angles)], dim=-1)
+
+
+class LevelEnergyMLP(nn.Module):
+    """E(condition, action, level) over a noise ladder (rnce-ml, docs/method.md sec. 10).
+
+    forward(condition [B,C], actions [B,K,A], level [B] int64 index into noise_ladder) -> [B,K].
+    Without a level it is the clean level (the last, sigma = 0), so every caller of a plain
+    energy (the single-level rules, calibration) gets the energy of real actions.
+    """
+
+    def __init__(self, condition_dim: int, action_dim: int, noise_ladder: Sequence[float],
+                 hidden_sizes: Sequence[int] = (64, 64), activation: str = "relu", level_frequencies: int = 4):
+        super().__init__()
+        ladder = [float(s) for s in noise_ladder]
+        if not ladder or ladder[-1] != 0 or any(a <= b for a, b in zip(ladder, ladder[1:])):
+            raise ValueError(f"noise_ladder: {ladder} must be strictly decreasing to 0")
+        self.init_kwargs = dict(condition_dim=condition_dim, action_dim=action_dim, noise_ladder=ladder,
+                                hidden_sizes=list(hidden_sizes), activation=activation,
+                                level_frequencies=level_frequencies)
+        self.condition_dim, self.action_dim = condition_dim, action_dim
+        self.noise_ladder, self.level_frequencies = tuple(ladder), level_frequencies
+        self.register_buffer("sigmas", torch.tensor(ladder, dtype=torch.float32))
+        self.register_buffer("features", log_sigma_features(self.sigmas, level_frequencies))
+        self.net = mlp(condition_dim + action_dim + self.features.shape[1], hidden_sizes, 1, activation)
+
+    def forward(self, condition: torch.Tensor, actions: torch.Tensor, level: torch.Tensor | None = None) -> torch.Tensor:
+        batch, count, _ = actions.shape
+        if level is None:
+            level = torch.full((batch,), len(self.noise_ladder) - 1, dtype=torch.int64, device=actions.device)
+        expanded = condition.unsqueeze(1).expand(batch, count, condition.shape[-1])
+        features = self.features[level].unsqueeze(1).expand(batch, count, self.features.shape[1])
+        return self.net(torch.cat([expanded, actions, features], dim=-1)).squeeze(-1)
+
+
+def squared_cosine_alpha_bar(steps: int, offset: float = 0.008, max_beta: float = 0.999) -> torch.Tensor:
+    """Cumulative signal fractions alpha_bar_t, t = 0..steps-1, of the squared-cosine DDPM schedule
+    (Nichol and Dhariwal 2021), as Diffusion Policy uses; betas clipped at max_beta."""
+    f = torch.cos((torch.arange(steps + 1, dtype=torch.float64) / steps + offset) / (1 + offset) * math.pi / 2) ** 2
+    betas = torch.clamp(1 - f[1:] / f[:-1], max=max_beta)
+    return torch.cumprod(1 - betas, 0).to(torch.float32)
+
+
+class Denoiser(nn.Module):
+    """eps(condition, noisy action, step): the diffusion baseline's network (docs/method.md sec. 11).
+
+    forward(condition [B,C], sample [B,A] normalised noisy action, timestep [B] float step index) -> eps [B,A].
+    It keeps its schedule (alpha_bar, a buffer) so that a checkpoint and an export carry it.
+    """
+
+    def __init__(self, condition_dim: int, action_dim: int, hidden_sizes: Sequence[int] = (64, 64),
+                 activation: str = "relu", diffusion_steps: int = 100, time_frequencies: int = 8):
+        super().__init__()
+        self.init_kwargs = dict(condition_dim=condition_dim, action_dim=action_dim, hidden_sizes=list(hidden_sizes),
+                                activation=activation, diffusion_steps=diffusion_steps,
+                                time_frequencies=time_frequencies)
+        self.condition_dim, self.action_dim = condition_dim, action_dim
+        self.diffusion_steps, self.time_frequencies = diffusion_steps, time_frequencies
+        self.register_buffer("alpha_bar", squared_cosine_alpha_bar(diffusion_steps))
+        self.register_buffer("frequencies", math.pi * 2.0 ** torch.arange(time_frequencies, dtype=torch.float32))
+        self.net = mlp(condition_dim + action_dim + 1 + 2 * time_frequencies, hidden_sizes, action_dim, activation)
+
+    def forward(self, condition: torch.Tensor, sample: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
+        u = (timestep.to(torch.float32) / self.diffusion_steps).unsqueeze(-1)  # [B, 1] in [0, 1)
+        angles = u * self.frequencies
+        return self.net(torch.cat([condition, sample, u, torch.sin(angles), torch.cos(angles)], dim=-1))
+
+
+MODEL_CLASSES = {cls.__name__: cls for cls in (MixtureDensityNetwork, EnergyMLP, MLPPolicy, LevelEnergyMLP, Denoiser)}
 
 
 def build_model(class_name: str, kwargs: dict) -> nn.Module:

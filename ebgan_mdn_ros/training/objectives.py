@@ -14,7 +14,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
-from ebgan_mdn_ros.training.mixture import mixture_log_prob
+from ebgan_mdn_ros.training.mixture import level_scales, mixture_log_prob
 
 GENERATOR_INCLUSIONS = ("none", "standard", "dynamic")
 
@@ -127,17 +127,22 @@ def mixture_negative_log_likelihood(generator: nn.Module, condition: torch.Tenso
 
 def proposal_log_density(mixture: tuple, candidates: torch.Tensor, uniform_share: float,
                          uniform_log_q: float, distribution: str = "gaussian",
-                         scale_multipliers: tuple[float, ...] = (1.0,)) -> torch.Tensor:
+                         scale_multipliers: tuple[float, ...] = (1.0,),
+                         level_sigma: torch.Tensor | None = None) -> torch.Tensor:
     """log q of candidates under the negatives' proposal.
 
     q = (1 - u) mean_s MDN_s + u uniform box, where MDN_s is the MDN with its scales times s and u
     the uniform share. Widened copies put negatives between "on the mode" and "anywhere in the
     box", the scales at which a precise energy must still rank the data first. Drawing a fixed
     share of the negatives from each part is stratified sampling of q, so this is the density
-    R-NCE must divide out.
+    R-NCE must divide out. With level_sigma [B] (rnce-ml) each MDN copy is noised by its
+    condition's level: variance (s * scale)^2 + sigma^2, the exact law of a noised MDN sample.
     """
     logits, means, scales = (part.detach() for part in mixture)
-    per_scale = torch.stack([mixture_log_prob(logits, means, scales * multiplier, candidates, distribution)
+
+    def widened(multiplier):
+        return scales * multiplier if level_sigma is None else level_scales(scales * multiplier, level_sigma)
+    per_scale = torch.stack([mixture_log_prob(logits, means, widened(multiplier), candidates, distribution)
                              for multiplier in scale_multipliers])
     log_mdn = torch.logsumexp(per_scale, dim=0) - math.log(len(scale_multipliers))
     if uniform_share <= 0.0:
@@ -146,3 +151,23 @@ def proposal_log_density(mixture: tuple, candidates: torch.Tensor, uniform_share
         return torch.full_like(log_mdn, uniform_log_q)
     return torch.logaddexp(log_mdn + math.log(1.0 - uniform_share),
                            torch.full_like(log_mdn, uniform_log_q + math.log(uniform_share)))
+
+
+def draw_levels(batch: int, num_levels: int, clean_share: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """rnce-ml: a level index per example [B] int64: the clean level (the last) with probability
+    clean_share, else uniform over the noisy ones; always clean on a one-level ladder."""
+    if num_levels == 1:
+        return torch.zeros(batch, dtype=torch.int64)
+    clean = torch.rand(batch, generator=generator) < clean_share
+    noisy = torch.randint(0, num_levels - 1, (batch,), generator=generator)
+    return torch.where(clean, torch.full_like(noisy, num_levels - 1), noisy)
+
+
+def denoising_loss(denoiser: nn.Module, condition: torch.Tensor, actions: torch.Tensor,
+                   alpha_bar: torch.Tensor) -> torch.Tensor:
+    """DDPM's simple loss: noise the data to a random step t, regress the noise (epsilon prediction)."""
+    t = torch.randint(0, alpha_bar.shape[0], (actions.shape[0],))
+    eps = torch.randn_like(actions)
+    signal = alpha_bar[t].unsqueeze(-1)
+    noisy = torch.sqrt(signal) * actions + torch.sqrt(1 - signal) * eps
+    return F.mse_loss(denoiser(condition, noisy, t.to(torch.float32)), eps)

@@ -1,4 +1,5 @@
-"""Training loop for every method: EBGAN-MDN, R-NCE and the baselines (docs/method.md sec. 3-4).
+"""Training loop for every method: EBGAN-MDN, R-NCE (one level or several) and the baselines
+(docs/method.md sec. 3-4, 10, 11).
 
 Reads top to bottom: `build_networks` and `build_optimizers` are separate from `train_loop` so a
 distributed launcher can wrap the networks (DistributedDataParallel) between the two and shard
@@ -22,8 +23,9 @@ from ebgan_mdn_ros.training import objectives as obj
 from ebgan_mdn_ros.spec import PolicySpec
 from ebgan_mdn_ros.training.checkpoint import CHECKPOINT_FILE, Checkpoint, save_checkpoint
 from ebgan_mdn_ros.config_base import to_dict
-from ebgan_mdn_ros.training.mixture import sample_mixture
-from ebgan_mdn_ros.training.networks import EnergyMLP, MixtureDensityNetwork, MLPPolicy, Normalizer
+from ebgan_mdn_ros.training.mixture import level_scales, sample_mixture
+from ebgan_mdn_ros.training.networks import (Denoiser, EnergyMLP, LevelEnergyMLP, MixtureDensityNetwork, MLPPolicy,
+                                             Normalizer)
 from ebgan_mdn_ros.training.config import ENERGY_METHODS, MDN_METHODS, TrainConfig
 
 
@@ -59,7 +61,13 @@ def build_networks(method: str, condition_dim: int, action_dim: int, config: Tra
     elif method in ("bc", "cgan", "ebgan"):
         generator = MLPPolicy(condition_dim, action_dim, model.generator_hidden,
                               noise_dim=0 if method == "bc" else model.noise_dim, activation=model.activation)
-    if method in ENERGY_METHODS:
+    elif method == "diffusion":  # the denoiser takes the generator's place (and width)
+        generator = Denoiser(condition_dim, action_dim, model.generator_hidden, model.activation,
+                             model.diffusion_steps, model.time_frequencies)
+    if method == "rnce-ml":
+        energy = LevelEnergyMLP(condition_dim, action_dim, model.noise_ladder, model.energy_hidden, model.activation,
+                                model.level_frequencies)
+    elif method in ENERGY_METHODS:
         energy = EnergyMLP(condition_dim, action_dim, model.energy_hidden, model.activation)
     return Networks(generator, energy)
 
@@ -188,6 +196,47 @@ def step_rnce(ctx: StepContext, condition, actions) -> dict:
     return {**losses, "energy": loss.item()}
 
 
+def step_rnce_ml(ctx: StepContext, condition, actions) -> dict:
+    """Multi-level R-NCE (docs/method.md sec. 10): the MDN by its likelihood at the clean level; the
+    energy by R-NCE at a level per example, with the data noised to that level as the positive and
+    the MDN noised to it (its variances + sigma^2, closed form) as the proposal."""
+    losses = _mdn_generator_step(ctx, condition, actions)
+    if not ctx.train_energy:
+        return losses
+    cfg, nets, model = ctx.config.objective, ctx.networks, ctx.config.model
+    share = cfg.uniform_negatives / (cfg.uniform_negatives + cfg.proposal_negatives)
+    uniform_log_q = obj.uniform_log_density(ctx.data.box_low, ctx.data.box_high)
+    ladder = torch.tensor(model.noise_ladder, dtype=torch.float32)
+    with torch.no_grad():
+        mixture = nets.generator(condition)
+    logits, means, scales = mixture
+    for _ in range(cfg.energy_updates_per_batch):
+        with torch.no_grad():
+            level = obj.draw_levels(len(actions), len(ladder), cfg.level_zero_share)
+            sigma = ladder[level]
+            parts = [(actions + sigma[:, None] * torch.randn_like(actions)).unsqueeze(1)]
+            count = cfg.proposal_negatives // len(cfg.proposal_scales)
+            for multiplier in cfg.proposal_scales if count else ():
+                parts.append(sample_mixture(logits, means, level_scales(scales * multiplier, sigma), count,
+                                            model.distribution)[0])
+            if cfg.uniform_negatives:
+                parts.append(_uniform(ctx.data, len(actions), cfg.uniform_negatives))
+            candidates = torch.cat(parts, 1)
+            log_q = obj.proposal_log_density(mixture, candidates, share, uniform_log_q, model.distribution,
+                                             cfg.proposal_scales, level_sigma=sigma)
+        loss = obj.ranking_nce(nets.energy(condition, candidates, level), log_q)
+        _update(ctx.optimizers.energy, loss, nets.energy, ctx.config.optim.grad_clip)
+    return {**losses, "energy": loss.item()}
+
+
+def step_diffusion(ctx: StepContext, condition, actions) -> dict:
+    denoiser = ctx.networks.generator
+    alpha_bar = getattr(denoiser, "module", denoiser).alpha_bar  # through a DDP wrapper too
+    loss = obj.denoising_loss(denoiser, condition, actions, alpha_bar)
+    _update(ctx.optimizers.generator, loss, denoiser, ctx.config.optim.grad_clip)
+    return {"denoise": loss.item()}
+
+
 def step_mdn(ctx: StepContext, condition, actions) -> dict:
     nll, _ = obj.mixture_negative_log_likelihood(ctx.networks.generator, condition, actions, ctx.config.model.distribution)
     _update(ctx.optimizers.generator, nll.mean(), ctx.networks.generator, ctx.config.optim.grad_clip)
@@ -232,8 +281,8 @@ def step_ibc(ctx: StepContext, condition, actions) -> dict:
 
 
 METHOD_STEPS: dict[str, Callable[[StepContext, torch.Tensor, torch.Tensor], dict]] = {
-    "ebgan-mdn": step_ebgan_mdn, "rnce": step_rnce, "mdn": step_mdn, "bc": step_bc,
-    "cgan": step_cgan, "ebgan": step_ebgan, "ibc": step_ibc,
+    "ebgan-mdn": step_ebgan_mdn, "rnce": step_rnce, "rnce-ml": step_rnce_ml, "mdn": step_mdn, "bc": step_bc,
+    "cgan": step_cgan, "ebgan": step_ebgan, "ibc": step_ibc, "diffusion": step_diffusion,
 }
 
 
