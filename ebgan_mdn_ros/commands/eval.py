@@ -12,16 +12,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", type=int, help="decisions per test condition (default per task)")
     parser.add_argument("--rollouts", type=int, default=200, help="closed-loop rollouts (planning task)")
     parser.add_argument("--seed", type=int, default=0, help="evaluation seed")
-    parser.add_argument("--rules", nargs="+", help="subset of raw, lowest_energy, mode_first, importance")
+    parser.add_argument("--rules", nargs="+", help="subset of raw, lowest_energy, mode_first, importance, "
+                        "annealed, annealed_mode_first (multi-level runs), ddim_8, ddim_16, ddim_32 (diffusion runs); "
+                        "default: the first four and the run's own")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNGs")
 
 
 def run(args: argparse.Namespace) -> int:
-    from ebgan_mdn_ros.evaluation.evaluate import RULES, evaluate_run
-    rules = tuple(args.rules or RULES)
-    unknown = [rule for rule in rules if rule not in RULES]
+    from ebgan_mdn_ros.evaluation.evaluate import ALL_RULES, evaluate_run
+    rules = tuple(args.rules) if args.rules else None
+    unknown = [rule for rule in rules or () if rule not in ALL_RULES]
     if unknown:
-        print(f"ebgan-mdn eval: error: unknown rule(s) {unknown}, expected {list(RULES)}", file=sys.stderr)
+        print(f"ebgan-mdn eval: error: unknown rule(s) {unknown}, expected {list(ALL_RULES)}", file=sys.stderr)
         return 2
     try:
         metrics = evaluate_run(args.run, args.samples, args.rollouts, args.seed, rules, plots=not args.no_plots)

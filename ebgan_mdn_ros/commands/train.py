@@ -30,7 +30,8 @@ def default_config_path(task: str, method: str) -> Path | None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", help="benchmark task (hyperbola, lines, circle, parabola, ik, multiroute, grid)")
-    parser.add_argument("--method", help="ebgan-mdn, rnce, mdn, bc, cgan, ebgan or ibc")
+    parser.add_argument("--method", help="ebgan-mdn, rnce, rnce-ml (multi-level R-NCE), mdn, bc, cgan, ebgan, ibc or "
+                        "diffusion (DDPM baseline)")
     parser.add_argument("--seed", type=int, help="random seed (default 0)")
     parser.add_argument("--out", required=True, help="run directory; the checkpoint goes to OUT/checkpoint.pt")
     parser.add_argument("--config", help="YAML config (default: config/train/<task>-<method>.yaml or <task>.yaml)")

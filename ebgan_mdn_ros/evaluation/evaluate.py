@@ -7,6 +7,11 @@ keep_min_weight), "importance" (exp(-E)/q resampling over whole-mixture candidat
 draws, clipping to the action box and the choice go through runtime/selection.py, the rule the
 deployed runtime runs, with the run's own component family (Gaussian or Laplace). Metrics go to
 eval.json in the run directory; the checkpoint is never rewritten.
+
+Two kinds of run add their own columns (docs/method.md sec. 10, 11): a multi-level run (rnce-ml)
+"annealed" and "annealed_mode_first" (SMC down its ladder, runtime/annealing.py); a diffusion run
+"ddim_8", "ddim_16" and "ddim_32" (DDIM at that many steps, runtime/diffusion.py; its "raw" is the
+config's inference.ddim_steps). The single-level rules score a multi-level energy at its clean level.
 """
 from __future__ import annotations
 
@@ -16,15 +21,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ebgan_mdn_ros.runtime import sampler, selection
+from ebgan_mdn_ros.runtime import annealing, diffusion, sampler, selection
 from ebgan_mdn_ros.training.checkpoint import Checkpoint, load_checkpoint, write_evaluation
 from ebgan_mdn_ros.config_base import from_dict
 from ebgan_mdn_ros.evaluation.metrics import curve_metrics, grid_metrics, ik_metrics, planning_metrics
-from ebgan_mdn_ros.training.networks import MixtureDensityNetwork
+from ebgan_mdn_ros.training.networks import Denoiser, LevelEnergyMLP, MixtureDensityNetwork
 from ebgan_mdn_ros.tasks.catalog import PLANNING_STEPS, MultiRouteEnvironment, Task, get_task
 from ebgan_mdn_ros.training.config import TrainConfig
 
 RULES = ("raw", "lowest_energy", "mode_first", "importance")
+ANNEALED_RULES = selection.ANNEALED_RULES         # multi-level runs only
+DDIM_RULES = {"ddim_8": 8, "ddim_16": 16, "ddim_32": 32}  # diffusion runs only: rule -> DDIM steps
+ALL_RULES = RULES + ANNEALED_RULES + tuple(DDIM_RULES)
 IBC_POPULATION = 1024       # derivative-free optimisation (IBC): samples per iteration
 IBC_ITERATIONS = 3
 IBC_NOISE = 0.33            # initial resampling noise, normalised units, halved each iteration
@@ -35,7 +43,7 @@ class PolicySampler:
     """A checkpoint as a policy: raw conditions in, raw actions out, under a named selection rule."""
 
     def __init__(self, checkpoint: Checkpoint, num_candidates: int = 64, importance_temperature: float = 1.0,
-                 keep_min_weight: float = 0.05):
+                 keep_min_weight: float = 0.05, ddim_steps: int = 16):
         self.ckpt = checkpoint
         self.num_candidates = num_candidates
         self.temperature = importance_temperature
@@ -43,11 +51,18 @@ class PolicySampler:
         self.is_mdn = isinstance(checkpoint.generator, MixtureDensityNetwork)
         self.has_energy = checkpoint.energy is not None
         self.is_ibc = checkpoint.generator is None
+        self.is_diffusion = isinstance(checkpoint.generator, Denoiser)
+        self.is_multilevel = isinstance(checkpoint.energy, LevelEnergyMLP)
+        self.ddim_steps = ddim_steps
         self.distribution = getattr(checkpoint.generator, "distribution", "gaussian")
         self.action_low = checkpoint.action_normalizer(torch.tensor(checkpoint.spec.action_low)).numpy()
         self.action_high = checkpoint.action_normalizer(torch.tensor(checkpoint.spec.action_high)).numpy()
 
     def supports(self, rule: str) -> bool:
+        if rule in DDIM_RULES:
+            return self.is_diffusion
+        if rule in ANNEALED_RULES:
+            return self.is_mdn and self.is_multilevel
         if rule == "raw":
             return True
         if rule == "lowest_energy":
@@ -83,6 +98,8 @@ class PolicySampler:
         batch, count = condition.shape[0], self.num_candidates
         action_dim = self.ckpt.spec.action_dim
         no_component = np.full(batch, -1)
+        if self.is_diffusion:
+            return self._ddim(condition, DDIM_RULES.get(rule, self.ddim_steps), rng), no_component
         if self.is_ibc:
             actions, components = self._derivative_free(condition, rule, rng)
             return actions[:, 0], components[:, 0]
@@ -95,6 +112,8 @@ class PolicySampler:
             chosen = selection.choose("lowest_energy", self._energies(condition, candidates))
             return candidates[rows, chosen], no_component
         logits, means, scales = (t.double().numpy() for t in self.ckpt.generator(condition))
+        if rule in ANNEALED_RULES:
+            return self._annealed(condition, rule, (logits, means, scales), rng, previous)
         # raw is one mixture sample, drawn as mode first draws (with nothing to keep) and K = 1
         drawn_as, count = ("mode_first", 1) if rule == "raw" else (rule, count)
         uniforms = rng.random((batch, 1 if drawn_as == "mode_first" else count))
@@ -111,6 +130,32 @@ class PolicySampler:
             uniform = rng.random(batch)
         chosen = selection.choose(rule, energies, log_q=log_q, uniform=uniform, temperature=self.temperature)
         return candidates[rows, chosen], components[rows, chosen]
+
+    def _annealed(self, condition, rule, mixture, rng, previous):
+        """SMC down the ladder through the runtime's annealing.anneal, in normalised units (sigma as trained)."""
+        batch, count, action_dim = condition.shape[0], self.num_candidates, self.ckpt.spec.action_dim
+        ladder = np.asarray(self.ckpt.energy.noise_ladder, np.float64)
+        draws = annealing.draw_noise(rng, len(ladder), batch, count, action_dim)
+
+        def energy(level: int, particles: np.ndarray) -> np.ndarray:
+            levels = torch.full((batch,), level, dtype=torch.int64)
+            return self.ckpt.energy(condition, torch.as_tensor(particles, dtype=torch.float32), levels).double().numpy()
+        candidates, _, components, chosen = annealing.anneal(
+            rule, *mixture, np.repeat(ladder[:, None], action_dim, 1), energy, draws, self.action_low,
+            self.action_high, previous=previous, keep_min_weight=self.keep_min_weight, temperature=self.temperature)
+        rows = np.arange(batch)
+        return candidates[rows, chosen], components[rows, chosen]
+
+    def _ddim(self, condition, steps: int, rng) -> np.ndarray:
+        """One DDIM sample per condition through the runtime's diffusion.ddim_sample, normalised units."""
+        denoiser = self.ckpt.generator
+
+        def denoise(sample: np.ndarray, t: int) -> np.ndarray:
+            timestep = torch.full((sample.shape[0],), float(t))
+            return denoiser(condition, torch.from_numpy(sample), timestep).double().numpy()
+        noise = rng.standard_normal((condition.shape[0], self.ckpt.spec.action_dim))
+        return diffusion.ddim_sample(denoise, denoiser.alpha_bar.double().numpy(), steps, noise,
+                                     self.action_low, self.action_high)
 
     def _mlp_samples(self, condition: torch.Tensor, count: int, rng) -> np.ndarray:
         generator = self.ckpt.generator
@@ -171,7 +216,7 @@ def _categorical(logits: np.ndarray, draws: int, rng: np.random.Generator) -> np
 
 
 def rollout(policy: PolicySampler, rule: str, count: int, seed: int) -> MultiRouteEnvironment:
-    """`count` closed-loop multi-route episodes; mode_first keeps its component between steps."""
+    """`count` closed-loop multi-route episodes; the mode-first rules keep their component between steps."""
     rng = np.random.default_rng(seed)
     env = MultiRouteEnvironment(count, seed)
     previous = np.full(count, -1)
@@ -179,7 +224,7 @@ def rollout(policy: PolicySampler, rule: str, count: int, seed: int) -> MultiRou
         if not env.active.any():
             break
         actions, components = policy.decide(env.positions.astype(np.float32), rule, rng,
-                                             previous if rule == "mode_first" else None)
+                                             previous if rule in ("mode_first", "annealed_mode_first") else None)
         env.step(actions)
         previous = components
     return env
@@ -212,13 +257,18 @@ DEFAULT_SAMPLES = {"curve": 100, "ik": 20, "grid": 5000, "planning": 20}
 
 
 def evaluate_run(run_dir: str | Path, samples_per_condition: int | None = None, rollouts: int = 200,
-                 seed: int = 0, rules: tuple[str, ...] = RULES, plots: bool = True, store: bool = True) -> dict:
-    """Metrics of every supported rule for the run in `run_dir`; PNGs and (with store) eval.json written."""
+                 seed: int = 0, rules: tuple[str, ...] | None = None, plots: bool = True, store: bool = True) -> dict:
+    """Metrics of every supported rule for the run in `run_dir`; PNGs and (with store) eval.json written.
+
+    rules: default RULES plus the run's own (annealed or DDIM) columns.
+    """
     run_dir = Path(run_dir)
     ckpt = load_checkpoint(run_dir)
     config = from_dict(TrainConfig, ckpt.config)
     policy = PolicySampler(ckpt, config.inference.num_candidates, config.inference.importance_temperature,
-                           config.inference.keep_min_weight)
+                           config.inference.keep_min_weight, config.inference.ddim_steps)
+    if rules is None:
+        rules = RULES + tuple(rule for rule in ANNEALED_RULES + tuple(DDIM_RULES) if policy.supports(rule))
     if config.data.path:
         metrics = evaluate_demonstrations(policy, config, samples_per_condition or 20, rules, seed)
         if store:

@@ -26,14 +26,16 @@ import torch
 
 from ebgan_mdn_ros.export import onnx_graphs as wrappers
 from ebgan_mdn_ros.runtime import selection
-from ebgan_mdn_ros.runtime.manifest import (MANIFEST_FILE, MANIFEST_FORMAT, EnergyCalibration, GraphSpec, Manifest,
-                                            Normalization, graph_io, json_safe, sha256_of, write_manifest)
+from ebgan_mdn_ros.runtime.manifest import (MANIFEST_FILE, MANIFEST_FORMAT, DiffusionSchedule, EnergyCalibration,
+                                            GraphSpec, LevelEmbedding, Manifest, Normalization, graph_io, json_safe,
+                                            sha256_of, write_manifest)
 from ebgan_mdn_ros.runtime.model_loader import load_model, session_options
 from ebgan_mdn_ros.training.checkpoint import Checkpoint, load_checkpoint, read_evaluation
-from ebgan_mdn_ros.training.networks import EnergyMLP, MixtureDensityNetwork
+from ebgan_mdn_ros.training.networks import LEVEL_FLOOR, Denoiser, EnergyMLP, LevelEnergyMLP, MixtureDensityNetwork
 
 OPSET = 17
-GRAPH_FILES = {"generator": "generator.onnx", "energy": "energy.onnx", "decision": "decision.onnx"}
+GRAPH_FILES = {"generator": "generator.onnx", "energy": "energy.onnx", "decision": "decision.onnx",
+               "denoiser": "denoiser.onnx"}
 
 
 class ExportError(RuntimeError):
@@ -68,7 +70,7 @@ def export_model(source: str | Path | Checkpoint, out_dir: str | Path, *, model_
         calibration_conditions, calibration_source = ckpt.training_conditions, f"training:{ckpt.task}"
     modules, references = _wrap(ckpt)
     if not decision_graph:
-        modules.pop("decision")
+        modules.pop("decision", None)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = out_dir / f".staging-{os.getpid()}"
@@ -76,22 +78,24 @@ def export_model(source: str | Path | Checkpoint, out_dir: str | Path, *, model_
     staging.mkdir()
     try:
         spec = ckpt.spec
-        sizes = (spec.condition_dim, spec.action_dim, ckpt.generator.num_components)
+        sizes = (spec.condition_dim, spec.action_dim, _num_components(ckpt))
         for role, module in modules.items():
-            _export_graph(module, role, staging / GRAPH_FILES[role], *sizes)
+            _export_graph(module, role, staging / GRAPH_FILES[role], *sizes, levels=_ladder(ckpt) is not None)
         sessions = {role: ort.InferenceSession(str(staging / GRAPH_FILES[role]), sess_options=session_options(),
                                                providers=["CPUExecutionProvider"]) for role in modules}
         parity = check_parity(ckpt, references, sessions, tolerance, seed)
         for role, result in parity.items():
             log(f"parity {role}: max abs diff {result['max_abs_diff']:.3g}, "
                 f"max scaled error {result['max_scaled_error']:.3g} (tolerance {tolerance:g})")
-        calibration = calibrate_threshold(ckpt, sessions, calibration_conditions, calibration_source,
-                                          calibration_candidates, max_calibration_conditions, threshold_quantile,
-                                          threshold_margin, seed)
-        threshold = calibration.quantile_energy + calibration.margin * (
-            calibration.quantile_energy - calibration.median_energy)
-        log(f"energy threshold suggestion {threshold:.4g} ({calibration.source}, {calibration.num_conditions} "
-            f"conditions, K={calibration.num_candidates})")
+        calibration = threshold = None
+        if not isinstance(ckpt.generator, Denoiser):  # a diffusion model has no energy to threshold
+            calibration = calibrate_threshold(ckpt, sessions, calibration_conditions, calibration_source,
+                                              calibration_candidates, max_calibration_conditions, threshold_quantile,
+                                              threshold_margin, seed)
+            threshold = calibration.quantile_energy + calibration.margin * (
+                calibration.quantile_energy - calibration.median_energy)
+            log(f"energy threshold suggestion {threshold:.4g} ({calibration.source}, {calibration.num_conditions} "
+                f"conditions, K={calibration.num_candidates})")
         del sessions
         metrics = {**ckpt.metrics, "evaluation": evaluation} if evaluation is not None else ckpt.metrics
         manifest = _manifest(ckpt, staging, list(modules), model_version, threshold, calibration, parity, tolerance,
@@ -105,8 +109,19 @@ def export_model(source: str | Path | Checkpoint, out_dir: str | Path, *, model_
     return ExportReport(out_dir, manifest, parity, sizes_on_disk)
 
 
+def _num_components(ckpt: Checkpoint) -> int:
+    return 1 if isinstance(ckpt.generator, Denoiser) else ckpt.generator.num_components
+
+
+def _ladder(ckpt: Checkpoint) -> tuple[float, ...] | None:
+    return ckpt.energy.noise_ladder if isinstance(ckpt.energy, LevelEnergyMLP) else None
+
+
 def _wrap(ckpt: Checkpoint) -> tuple[dict[str, torch.nn.Module], dict[str, torch.nn.Module]]:
     """(modules to export, reference modules built from the checkpoint as trained) by role."""
+    if isinstance(ckpt.generator, Denoiser):  # the diffusion baseline: one graph, the DDIM loop is the runtime's
+        denoiser = wrappers.DenoiserGraph(ckpt.generator, ckpt.condition_normalizer).eval()
+        return {"denoiser": denoiser}, {"denoiser": denoiser}
     if not isinstance(ckpt.generator, MixtureDensityNetwork):
         raise ExportError(f"only MixtureDensityNetwork generators can be exported (the runtime samples a "
                           f"mixture); this run's generator is {type(ckpt.generator).__name__}")
@@ -117,11 +132,22 @@ def _wrap(ckpt: Checkpoint) -> tuple[dict[str, torch.nn.Module], dict[str, torch
                           f"(model.distribution); the runtime samples 'gaussian' components only and "
                           f"{MANIFEST_FORMAT} cannot record another family: retrain with "
                           f"model.distribution: gaussian to deploy")
-    if ckpt.energy is not None and not isinstance(ckpt.energy, EnergyMLP):
-        raise ExportError(f"energy model {type(ckpt.energy).__name__} is not supported, expected EnergyMLP")
+    if ckpt.energy is not None and not isinstance(ckpt.energy, (EnergyMLP, LevelEnergyMLP)):
+        raise ExportError(f"energy model {type(ckpt.energy).__name__} is not supported, expected EnergyMLP "
+                          "or LevelEnergyMLP")
     generator = wrappers.GeneratorGraph(ckpt.generator, ckpt.condition_normalizer, ckpt.action_normalizer).eval()
     if ckpt.energy is None:
         energy = reference_energy = wrappers.MixtureEnergyGraph(generator).eval()
+    elif isinstance(ckpt.energy, LevelEnergyMLP):
+        energy = wrappers.LevelEnergyGraph(ckpt.energy, ckpt.condition_normalizer, ckpt.action_normalizer).eval()
+        reference_energy = wrappers.ReferenceLevelEnergy(ckpt.energy, ckpt.condition_normalizer,
+                                                         ckpt.action_normalizer).eval()
+        clean = len(ckpt.energy.noise_ladder) - 1  # the decision graph scores real actions: the data's level
+        low, high = torch.tensor(ckpt.spec.action_low), torch.tensor(ckpt.spec.action_high)
+        return ({"generator": generator, "energy": energy, "decision": wrappers.DecisionGraph(
+                    generator, wrappers.CleanLevel(energy, clean), low, high).eval()},
+                {"generator": generator, "energy": reference_energy, "decision": wrappers.DecisionGraph(
+                    generator, wrappers.CleanLevel(reference_energy, clean), low, high).eval()})
     else:
         energy = wrappers.EnergyGraph(ckpt.energy, ckpt.condition_normalizer, ckpt.action_normalizer).eval()
         reference_energy = wrappers.ReferenceEnergy(ckpt.energy, ckpt.condition_normalizer,
@@ -134,27 +160,30 @@ def _wrap(ckpt: Checkpoint) -> tuple[dict[str, torch.nn.Module], dict[str, torch
     return modules, references
 
 
-def _example_inputs(role: str, condition_dim: int, action_dim: int, num_components: int) -> tuple:
+def _example_inputs(role: str, condition_dim: int, action_dim: int, num_components: int, levels: bool) -> tuple:
     batch, count = 2, 3
     condition = torch.zeros(batch, condition_dim)
     if role == "generator":
         return (condition,)
     if role == "energy":
-        return condition, torch.zeros(batch, count, action_dim)
+        level = (torch.zeros(batch, dtype=torch.int64),) if levels else ()
+        return (condition, torch.zeros(batch, count, action_dim)) + level
+    if role == "denoiser":
+        return condition, torch.zeros(batch, action_dim), torch.zeros(batch)
     return (condition, torch.zeros(batch, count, action_dim), torch.full((batch, count), 0.5),
             torch.full((batch,), -1, dtype=torch.int64), torch.tensor([0.05]))
 
 
 def _export_graph(module: torch.nn.Module, role: str, path: Path, condition_dim: int, action_dim: int,
-                  num_components: int) -> None:
-    inputs, outputs = graph_io(role, condition_dim, action_dim, num_components)
+                  num_components: int, levels: bool = False) -> None:
+    inputs, outputs = graph_io(role, condition_dim, action_dim, num_components, levels)
     dynamic_axes = {t.name: {axis: dim for axis, dim in enumerate(t.shape) if isinstance(dim, str)}
                     for t in inputs + outputs}
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
         # The TorchScript exporter (dynamo=False) writes one self-contained file at opset 17;
         # the dynamo exporter would put weights in a separate .onnx.data file (which onnxruntime would then reopen by path, and the loader refuses).
-        torch.onnx.export(module, _example_inputs(role, condition_dim, action_dim, num_components), str(path),
+        torch.onnx.export(module, _example_inputs(role, condition_dim, action_dim, num_components, levels), str(path),
                           input_names=[t.name for t in inputs], output_names=[t.name for t in outputs],
                           dynamic_axes={k: v for k, v in dynamic_axes.items() if v}, opset_version=OPSET,
                           dynamo=False, do_constant_folding=True)
@@ -203,7 +232,7 @@ def check_parity(ckpt: Checkpoint, references: dict, sessions: dict, tolerance: 
     this also checks the rewrites in onnx_graphs, not only the exporter.
     """
     rng = np.random.default_rng(seed)
-    m, a = ckpt.generator.num_components, ckpt.spec.action_dim
+    m, a, ladder = _num_components(ckpt), ckpt.spec.action_dim, _ladder(ckpt)
     report = {}
     for role in sessions:
         worst_abs, worst_scaled, mismatched_components = 0.0, 0.0, 0
@@ -213,6 +242,12 @@ def check_parity(ckpt: Checkpoint, references: dict, sessions: dict, tolerance: 
                 feeds = {"condition": condition}
             elif role == "energy":
                 feeds = {"condition": condition, "actions": actions}
+                if ladder is not None:  # every level, in random order
+                    feeds["level"] = rng.integers(0, len(ladder), 64).astype(np.int64)
+            elif role == "denoiser":
+                steps = ckpt.generator.diffusion_steps
+                feeds = {"condition": condition, "sample": (spread * rng.standard_normal((64, a))).astype(np.float32),
+                         "timestep": rng.integers(0, steps, 64).astype(np.float32)}
             else:
                 uniforms = rng.random((64, 32), dtype=np.float32)
                 uniforms[:32] = uniforms[:32, :1]  # half the rows as the runtime's "mode first" draw
@@ -272,7 +307,10 @@ def calibrate_threshold(ckpt: Checkpoint, sessions: dict, conditions: np.ndarray
         else:
             logits, means, scales = sessions["generator"].run(None, {"condition": condition})
             candidates, _ = selection.draw("mode_first", logits, means, scales, uniforms, noise, low, high, previous)
-            energies = sessions["energy"].run(None, {"condition": condition, "actions": candidates})[0]
+            feeds = {"condition": condition, "actions": candidates}
+            if _ladder(ckpt) is not None:  # real actions: the data's level
+                feeds["level"] = np.full(batch, len(_ladder(ckpt)) - 1, np.int64)
+            energies = sessions["energy"].run(None, feeds)[0]
         chosen.append(energies[np.arange(batch), selection.choose("mode_first", energies)])
     chosen = np.concatenate(chosen).astype(np.float64)
     return EnergyCalibration(quantile=quantile, margin=margin, quantile_energy=float(np.quantile(chosen, quantile)),
@@ -280,14 +318,26 @@ def calibrate_threshold(ckpt: Checkpoint, sessions: dict, conditions: np.ndarray
                              num_candidates=num_candidates, source=source or "given")
 
 
-def _manifest(ckpt: Checkpoint, staging: Path, roles: list[str], model_version: str | None, threshold: float,
-              calibration: EnergyCalibration, parity: dict, tolerance: float, metrics: dict) -> Manifest:
+def _manifest(ckpt: Checkpoint, staging: Path, roles: list[str], model_version: str | None, threshold: float | None,
+              calibration: EnergyCalibration | None, parity: dict, tolerance: float, metrics: dict) -> Manifest:
     spec = ckpt.spec
-    sizes = (spec.condition_dim, spec.action_dim, ckpt.generator.num_components)
+    sizes = (spec.condition_dim, spec.action_dim, _num_components(ckpt))
+    ladder = _ladder(ckpt)
     graphs = {}
     for role in roles:
-        inputs, outputs = graph_io(role, *sizes)
+        inputs, outputs = graph_io(role, *sizes, levels=ladder is not None)
         graphs[role] = GraphSpec(GRAPH_FILES[role], sha256_of(staging / GRAPH_FILES[role]), inputs, outputs)
+    kind: dict = {}
+    energy_source = "network" if ckpt.energy is not None else "mixture_negative_log_density"
+    if ladder is not None:
+        kind = {"noise_ladder": tuple(ladder), "level_embedding": LevelEmbedding(
+            "sinusoidal_log_sigma", ckpt.energy.level_frequencies, LEVEL_FLOOR)}
+    if isinstance(ckpt.generator, Denoiser):
+        energy_source = "none"
+        steps = int((ckpt.config.get("inference") or {}).get("ddim_steps", 16))
+        kind = {"policy_kind": "diffusion", "denoiser": graphs["denoiser"], "diffusion": DiffusionSchedule(
+            "squared_cosine", ckpt.generator.diffusion_steps, tuple(ckpt.generator.alpha_bar.tolist()),
+            min(steps, ckpt.generator.diffusion_steps))}
     if model_version is None:
         combined = hashlib.sha256("".join(graphs[r].sha256 for r in roles).encode()).hexdigest()
         model_version = f"{ckpt.task}-{ckpt.method}-{combined[:12]}"
@@ -296,18 +346,17 @@ def _manifest(ckpt: Checkpoint, staging: Path, roles: list[str], model_version: 
         condition_names=spec.condition_names, condition_size=spec.condition_dim,
         action_names=spec.action_names, action_size=spec.action_dim,
         action_low=tuple(float(v) for v in spec.action_low), action_high=tuple(float(v) for v in spec.action_high),
-        action_kind=spec.action_kind, num_components=ckpt.generator.num_components,
-        energy_source="network" if ckpt.energy is not None else "mixture_negative_log_density",
-        generator=graphs["generator"], energy=graphs["energy"], decision=graphs.get("decision"),
+        action_kind=spec.action_kind, num_components=_num_components(ckpt), energy_source=energy_source,
+        generator=graphs.get("generator"), energy=graphs.get("energy"), decision=graphs.get("decision"),
         normalization=Normalization(
             tuple(ckpt.condition_normalizer.mean.tolist()), tuple(ckpt.condition_normalizer.std.tolist()),
             tuple(ckpt.action_normalizer.mean.tolist()), tuple(ckpt.action_normalizer.std.tolist())),
-        energy_threshold=float(threshold), energy_calibration=calibration,
+        energy_threshold=None if threshold is None else float(threshold), energy_calibration=calibration,
         parity={"tolerance": tolerance, "rule": "|onnxruntime - torch| <= tolerance * max(1, |torch|)", **parity},
         training_config=json_safe(ckpt.config), metrics=json_safe(metrics),
         exported_with={"torch": torch.__version__, "onnxruntime": ort.__version__, "opset": OPSET,
                        "exporter": "torch.onnx.export(dynamo=False)"},
-        exported_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+        exported_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), **kind)
 
 
 def _publish(staging: Path, out_dir: Path, files: list[str]) -> None:

@@ -7,6 +7,9 @@ Normalisation lives inside the graphs so the runtime never needs the statistics.
   control step is one session run and, on CUDA, sampling stays on the device. It is a copy, for speed,
   of runtime/selection.draw (the reference), with the randomness coming in as the same inputs, so
   test/test_selection.py holds it to the reference on the same noise.
+- LevelEnergyGraph: a multi-level energy, condition, actions, level [B] (index into the ladder) -> energy;
+  CleanLevel serves it as a plain energy at the data's level (in the decision graph, for calibration);
+- DenoiserGraph: the diffusion baseline's eps(condition (raw), sample (normalised), timestep).
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ import torch
 from torch import nn
 
 from ebgan_mdn_ros.training.mixture import mixture_log_prob
-from ebgan_mdn_ros.training.networks import EnergyMLP, MixtureDensityNetwork, Normalizer
+from ebgan_mdn_ros.training.networks import Denoiser, EnergyMLP, LevelEnergyMLP, MixtureDensityNetwork, Normalizer
 
 
 class GeneratorGraph(nn.Module):
@@ -128,3 +131,68 @@ class DecisionGraph(nn.Module):
         else:
             energies = self.energy_graph(condition, candidates)
         return candidates, energies, components, logits, means, scales
+
+
+class LevelEnergyGraph(nn.Module):
+    """LevelEnergyMLP in raw units, split as EnergyGraph is; the level's share of the first layer
+    (its features times their weights, plus the bias) is a table with one row per level."""
+
+    def __init__(self, energy: LevelEnergyMLP, condition_normalizer: Normalizer, action_normalizer: Normalizer):
+        super().__init__()
+        layers = list(energy.net)
+        first = layers[0]
+        c, a = energy.condition_dim, energy.action_dim
+        with torch.no_grad():
+            weight_c = first.weight[:, :c] / condition_normalizer.std
+            weight_a = first.weight[:, c:c + a] / action_normalizer.std
+            bias = first.bias - weight_c @ condition_normalizer.mean - weight_a @ action_normalizer.mean
+            level_bias = energy.features @ first.weight[:, c + a:].T + bias  # [L, H]
+        self.condition_layer = nn.Linear(c, first.out_features, bias=False)
+        self.action_layer = nn.Linear(a, first.out_features, bias=False)
+        with torch.no_grad():
+            self.condition_layer.weight.copy_(weight_c)
+            self.action_layer.weight.copy_(weight_a)
+        self.register_buffer("level_bias", level_bias.clone())
+        self.rest = nn.Sequential(*layers[1:])
+        self.action_dim = a
+
+    def forward(self, condition: torch.Tensor, actions: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+        batch, count = actions.shape[0], actions.shape[1]
+        hidden = self.action_layer(actions.reshape(-1, self.action_dim)).reshape(batch, count, -1)
+        hidden = hidden + (self.condition_layer(condition) + self.level_bias[level]).unsqueeze(1)
+        return self.rest(hidden.reshape(batch * count, -1)).reshape(batch, count)
+
+
+class ReferenceLevelEnergy(nn.Module):
+    """The multi-level energy exactly as trained: what LevelEnergyGraph is checked against."""
+
+    def __init__(self, energy: LevelEnergyMLP, condition_normalizer: Normalizer, action_normalizer: Normalizer):
+        super().__init__()
+        self.energy, self.condition_normalizer, self.action_normalizer = energy, condition_normalizer, action_normalizer
+
+    def forward(self, condition: torch.Tensor, actions: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+        return self.energy(self.condition_normalizer(condition), self.action_normalizer(actions), level)
+
+
+class CleanLevel(nn.Module):
+    """A multi-level energy at the data's level (the ladder's last), as a plain E(condition, actions)."""
+
+    def __init__(self, level_energy: nn.Module, clean_level: int):
+        super().__init__()
+        self.level_energy, self.clean_level = level_energy, clean_level
+
+    def forward(self, condition: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        level = torch.zeros_like(condition[:, 0], dtype=torch.int64) + self.clean_level
+        return self.level_energy(condition, actions, level)
+
+
+class DenoiserGraph(nn.Module):
+    """The denoiser with the condition's normalisation folded in; the sample stays in normalised
+    units (the DDIM loop runs there, runtime/diffusion.py) and the runtime maps the result back."""
+
+    def __init__(self, denoiser: Denoiser, condition_normalizer: Normalizer):
+        super().__init__()
+        self.denoiser, self.condition_normalizer = denoiser, condition_normalizer
+
+    def forward(self, condition: torch.Tensor, sample: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
+        return self.denoiser(self.condition_normalizer(condition), sample, timestep)

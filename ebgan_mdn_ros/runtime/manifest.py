@@ -28,7 +28,12 @@ from ebgan_mdn_ros.spec import ACTION_KINDS
 
 MANIFEST_FORMAT = "ebgan-mdn-model/1"
 MANIFEST_FILE = "manifest.json"
-ENERGY_SOURCES = ("network", "mixture_negative_log_density")
+ENERGY_SOURCES = ("network", "mixture_negative_log_density", "none")  # none: a diffusion model
+POLICY_KINDS = ("mixture", "diffusion")
+# Keys added after ebgan-mdn-model/1 first shipped, with their defaults: a manifest leaves them out at
+# their default, so a mixture model exported today still reads in a runtime that predates them.
+OPTIONAL_KEYS = {"policy_kind": "mixture", "noise_ladder": None, "level_embedding": None, "denoiser": None,
+                 "diffusion": None}
 DTYPES = ("float32", "int64")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _FILE_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.onnx$")
@@ -97,6 +102,39 @@ class EnergyCalibration:
 
 
 @dataclass(frozen=True)
+class LevelEmbedding:
+    """How a multi-level energy sees its level (inside energy.onnx; recorded to describe the model):
+    sinusoidal features of log(sigma + floor) at `frequencies` octaves (docs/method.md sec. 10)."""
+    kind: str
+    frequencies: int
+    floor: float
+
+
+@dataclass(frozen=True)
+class DiffusionSchedule:
+    """A diffusion model's noise schedule (docs/method.md sec. 11): alpha_bar_t for the training steps
+    t = 0..train_steps-1, and the DDIM steps the runtime takes by default."""
+    kind: str
+    train_steps: int
+    alpha_bar: tuple[float, ...]
+    sampling_steps: int
+    prediction: str = "epsilon"
+    clip_sample: bool = True
+
+    def __post_init__(self):
+        if len(self.alpha_bar) != self.train_steps or self.train_steps < 2:
+            raise ConfigError(f"diffusion.alpha_bar: {len(self.alpha_bar)} values for train_steps "
+                              f"{self.train_steps} (expected one per training step, at least 2)")
+        if (not all(math.isfinite(v) and 0 < v <= 1 for v in self.alpha_bar)
+                or any(a <= b for a, b in zip(self.alpha_bar, self.alpha_bar[1:]))):
+            raise ConfigError("diffusion.alpha_bar: must be strictly decreasing values in (0, 1]")
+        if not 1 <= self.sampling_steps <= self.train_steps:
+            raise ConfigError(f"diffusion.sampling_steps: {self.sampling_steps} must be in [1, {self.train_steps}]")
+        if self.prediction != "epsilon":
+            raise ConfigError(f"diffusion.prediction: {self.prediction!r} is unknown, expected 'epsilon'")
+
+
+@dataclass(frozen=True)
 class Manifest:
     format: str
     model_version: str
@@ -111,8 +149,8 @@ class Manifest:
     action_kind: str
     num_components: int
     energy_source: str
-    generator: GraphSpec
-    energy: GraphSpec
+    generator: GraphSpec | None          # null only for a diffusion model
+    energy: GraphSpec | None
     normalization: Normalization
     decision: GraphSpec | None = None
     energy_threshold: float | None = None
@@ -122,6 +160,11 @@ class Manifest:
     metrics: dict | None = None
     exported_with: dict | None = None
     exported_at: str = ""
+    policy_kind: str = "mixture"
+    noise_ladder: tuple[float, ...] | None = None  # multi-level energy: sigma per level, noise first, 0 last
+    level_embedding: LevelEmbedding | None = None
+    denoiser: GraphSpec | None = None
+    diffusion: DiffusionSchedule | None = None
 
     def __post_init__(self):
         if self.format != MANIFEST_FORMAT:
@@ -151,33 +194,73 @@ class Manifest:
                           ("action_mean", self.action_size), ("action_std", self.action_size)):
             if len(getattr(norm, key)) != size:
                 raise ConfigError(f"normalization.{key}: expected {size} entries, got {len(getattr(norm, key))}")
+        self._check_kind()
         for role, graph in self.graphs.items():
-            expected = graph_io(role, self.condition_size, self.action_size, self.num_components)
+            expected = graph_io(role, self.condition_size, self.action_size, self.num_components,
+                                levels=self.noise_ladder is not None)
             if (graph.inputs, graph.outputs) != expected:
                 raise ConfigError(f"{role}: its inputs/outputs {signature(graph.inputs, graph.outputs)} differ from "
                                   f"the {MANIFEST_FORMAT} contract {signature(*expected)}")
 
+    def _check_kind(self) -> None:
+        if self.policy_kind not in POLICY_KINDS:
+            raise ConfigError(f"policy_kind: {self.policy_kind!r} is unknown, expected one of {POLICY_KINDS}")
+        if self.noise_ladder is not None:
+            ladder = self.noise_ladder
+            if (not ladder or not all(math.isfinite(s) for s in ladder) or ladder[-1] != 0
+                    or any(a <= b for a, b in zip(ladder, ladder[1:]))):
+                raise ConfigError(f"noise_ladder: {list(ladder)} must be strictly decreasing to 0 "
+                                  "(noise levels first, the data's level 0 last)")
+        if (self.noise_ladder is None) != (self.level_embedding is None):
+            raise ConfigError("noise_ladder and level_embedding: a multi-level energy needs both, other models neither")
+        if self.policy_kind == "diffusion":
+            if self.diffusion is None:
+                raise ConfigError("diffusion: a diffusion model (policy_kind 'diffusion') needs its noise schedule "
+                                  "(the manifest's 'diffusion': alpha_bar, train_steps, sampling_steps)")
+            if self.denoiser is None:
+                raise ConfigError("denoiser: a diffusion model (policy_kind 'diffusion') needs its denoiser graph")
+            extra = [role for role in ("generator", "energy", "decision") if getattr(self, role) is not None]
+            if extra or self.noise_ladder is not None or self.energy_source != "none":
+                raise ConfigError(f"policy_kind 'diffusion': no generator, energy, decision graph or noise_ladder, "
+                                  f"and energy_source 'none' (found {extra or self.energy_source})")
+            return
+        if self.generator is None or self.energy is None:
+            missing = "generator" if self.generator is None else "energy"
+            raise ConfigError(f"{missing}: a mixture model needs its {missing} graph")
+        if self.denoiser is not None or self.diffusion is not None:
+            raise ConfigError("denoiser and diffusion belong to policy_kind 'diffusion', not 'mixture'")
+        if self.energy_source == "none":
+            raise ConfigError("energy_source: 'none' is for diffusion models; a mixture model has an energy")
+
     @property
     def graphs(self) -> dict[str, GraphSpec]:
         """The graphs present, by role."""
-        return {role: g for role in ("generator", "energy", "decision") if (g := getattr(self, role)) is not None}
+        return {role: g for role in ("generator", "energy", "decision", "denoiser")
+                if (g := getattr(self, role)) is not None}
 
 
 def _tensor(name: str, shape: tuple, dtype: str = "float32") -> TensorSpec:
     return TensorSpec(name, dtype, tuple(shape))
 
 
-def graph_io(role: str, condition_size: int, action_size: int,
-             num_components: int) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
-    """The contract: the inputs and outputs each graph role must have. "batch"/"candidates" are dynamic."""
+def graph_io(role: str, condition_size: int, action_size: int, num_components: int,
+             levels: bool = False) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+    """The contract: the inputs and outputs each graph role must have. "batch"/"candidates" are dynamic.
+
+    levels: the energy of a multi-level model also takes the level (an index into noise_ladder) per row.
+    """
     c, a, m = condition_size, action_size, num_components
     condition = _tensor("condition", ("batch", c))
     mixture = (_tensor("logits", ("batch", m)), _tensor("means", ("batch", m, a)), _tensor("scales", ("batch", m, a)))
     if role == "generator":
         return (condition,), mixture
     if role == "energy":
-        return ((condition, _tensor("actions", ("batch", "candidates", a))),
+        level = (_tensor("level", ("batch",), "int64"),) if levels else ()
+        return ((condition, _tensor("actions", ("batch", "candidates", a))) + level,
                 (_tensor("energy", ("batch", "candidates")),))
+    if role == "denoiser":  # sample: a noisy action in normalised units; timestep: the training step t
+        return ((condition, _tensor("sample", ("batch", a)), _tensor("timestep", ("batch",))),
+                (_tensor("eps", ("batch", a)),))
     if role == "decision":
         inputs = (condition, _tensor("noise", ("batch", "candidates", a)), _tensor("uniforms", ("batch", "candidates")),
                   _tensor("previous_component", ("batch",), "int64"), _tensor("keep_min_weight", (1,)))
@@ -304,7 +387,8 @@ def read_manifest(root: str | Path) -> Manifest:
 
 
 def manifest_to_dict(manifest: Manifest) -> dict:
-    return to_dict(manifest)
+    data = to_dict(manifest)
+    return {k: v for k, v in data.items() if not (k in OPTIONAL_KEYS and v == OPTIONAL_KEYS[k])}
 
 
 def json_safe(value: Any) -> Any:

@@ -40,7 +40,7 @@ class ModelValidationError(Exception):
 class LoadedModel:
     directory: Path  # as given
     manifest: Manifest
-    sessions: Mapping[str, ort.InferenceSession]  # by role: "generator", "energy", maybe "decision"
+    sessions: Mapping[str, ort.InferenceSession]  # by role: "generator", "energy", maybe "decision"; or "denoiser"
     providers: tuple[str, ...]  # as the sessions report them, not as requested
     real_directory: Path | None = None  # where the files were read from (symlinks resolved)
 
@@ -284,8 +284,17 @@ def probe_model(model: LoadedModel) -> None:
             raise ModelValidationError(f"{model.directory}: generator scales are not all positive on the probe")
         candidates = np.concatenate([candidates, means.astype(np.float32)], axis=1)
     if "energy" in sessions:
-        (energy,) = _run(model, "energy", {"condition": condition, "actions": candidates})
+        feeds = {"condition": condition, "actions": candidates}
+        if manifest.noise_ladder is not None:  # every level of the ladder once: top, clean, and one between
+            feeds["level"] = np.array([0, len(manifest.noise_ladder) - 1, len(manifest.noise_ladder) // 2], np.int64)
+        (energy,) = _run(model, "energy", feeds)
         _expect(model, "energy", "energy", energy, candidates.shape[:2])
+    if "denoiser" in sessions:
+        steps = manifest.diffusion.train_steps
+        feeds = {"condition": condition, "sample": np.random.default_rng(0).standard_normal((batch, a), np.float32),
+                 "timestep": np.array([0, steps - 1, steps // 2], np.float32)}
+        (eps,) = _run(model, "denoiser", feeds)
+        _expect(model, "denoiser", "eps", eps, (batch, a))
     if "decision" in sessions:
         k = 8
         rng = np.random.default_rng(0)

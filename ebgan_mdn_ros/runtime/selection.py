@@ -21,6 +21,10 @@ import numpy as np
 from ebgan_mdn_ros.runtime import sampler
 
 SELECTION_RULES = ("mode_first", "lowest_energy", "importance")
+# Multi-level models (docs/method.md sec. 10): sequential Monte Carlo down the noise ladder,
+# runtime/annealing.py; over the whole mixture, or with every particle in one chosen component.
+ANNEALED_RULES = ("annealed", "annealed_mode_first")
+RUNTIME_RULES = SELECTION_RULES + ANNEALED_RULES
 
 
 def _check_rule(rule: str) -> None:
@@ -94,7 +98,11 @@ def importance_resample(candidate_scores: np.ndarray, log_q: np.ndarray, uniform
     """
     if temperature <= 0:
         raise ValueError(f"temperature: {temperature!r} must be > 0")
-    log_w = -candidate_scores / temperature - log_q
+    return draw_by_log_weight(-candidate_scores / temperature - log_q, uniform)
+
+
+def draw_by_log_weight(log_w: np.ndarray, uniform: np.ndarray) -> np.ndarray:
+    """One index per row with probability proportional to exp(log_w); non-finite weights never win."""
     log_w = np.where(np.isfinite(log_w), log_w, -np.inf)
     log_w = log_w - log_w.max(axis=-1, keepdims=True)
     weights = np.exp(log_w)
