@@ -19,7 +19,12 @@ Comparison at K=256, per width and thread count, all in this process:
   on the same energy network through onnxruntime, same threads;
 - a 16-step iterative denoiser (DDIM-like update, eps-prediction MLP of the same width on
   [condition, action, t]) drawing one action: 16 onnxruntime runs of the step network, and the same
-  16 steps unrolled into one graph. A row with K=256 denoised samples shows the same-sample-count case.
+  16 steps unrolled into one graph. A row with K=256 denoised samples shows the same-sample-count case;
+- a diffusion model as the package trains and exports it (training/networks.Denoiser, MLP of the same
+  width on [condition, action, time features]), served by PolicyRuntime through the same one-decision
+  call: DDIM at 8, 16 and 32 steps, one denoiser run per step (runtime/diffusion.py);
+- a multi-level model (LevelEnergyMLP over a 4-level ladder) through PolicyRuntime's annealed rule:
+  SMC with K particles, one generator run and 4 energy runs (runtime/annealing.py).
 """
 from __future__ import annotations
 
@@ -44,14 +49,17 @@ from ebgan_mdn_ros.spec import PolicySpec  # noqa: E402
 from ebgan_mdn_ros.training.checkpoint import Checkpoint  # noqa: E402
 from ebgan_mdn_ros.export.exporter import export_model  # noqa: E402
 from ebgan_mdn_ros.runtime.model_loader import session_options  # noqa: E402
-from ebgan_mdn_ros.training.networks import EnergyMLP, MixtureDensityNetwork, Normalizer, mlp  # noqa: E402
+from ebgan_mdn_ros.training.networks import (Denoiser, EnergyMLP, LevelEnergyMLP, MixtureDensityNetwork,  # noqa: E402
+                                             Normalizer, mlp)
 from ebgan_mdn_ros.runtime import selection  # noqa: E402
-from ebgan_mdn_ros.runtime.policy_runtime import PolicyRuntime
+from ebgan_mdn_ros.runtime.policy_runtime import AnnealingConfig, PolicyRuntime  # noqa: E402
 from ebgan_mdn_ros.runtime.runtime_config import RuntimeConfig  # noqa: E402
 
 CONDITION, ACTION, COMPONENTS = 14, 7, 8
 DFO_SAMPLES, DFO_ITERATIONS = 16384, 3
 DENOISER_STEPS = 16
+DDIM_STEPS = (8, 16, 32)
+LADDER = (0.3, 0.1, 0.03, 0.0)
 
 
 def percentiles(seconds) -> tuple[float, float]:
@@ -76,12 +84,17 @@ def repetitions(k: int, width: int, scale: float) -> int:
     return max(50, int(scale * min(3000, 3e10 / cost)))
 
 
-def make_checkpoint(width: int, seed: int = 0) -> Checkpoint:
+def make_checkpoint(width: int, seed: int = 0, kind: str = "mixture") -> Checkpoint:
+    """kind: "mixture" (MDN + energy), "multilevel" (MDN + a 4-level energy) or "diffusion" (a denoiser)."""
     torch.manual_seed(seed)
     spec = PolicySpec(tuple(f"state.{i}" for i in range(CONDITION)), tuple(f"joint_{i}" for i in range(ACTION)),
                       (-math.pi,) * ACTION, (math.pi,) * ACTION)
     generator = MixtureDensityNetwork(CONDITION, ACTION, COMPONENTS, (width, width)).eval()
     energy = EnergyMLP(CONDITION, ACTION, (width, width)).eval()
+    if kind == "multilevel":
+        energy = LevelEnergyMLP(CONDITION, ACTION, LADDER, (width, width)).eval()
+    elif kind == "diffusion":
+        generator, energy = Denoiser(CONDITION, ACTION, (width, width)).eval(), None
     return Checkpoint("ebgan-mdn", "latency", spec, Normalizer([0.0] * CONDITION, [1.0] * CONDITION),
                       Normalizer([0.0] * ACTION, [1.0] * ACTION), generator, energy, config={"width": width})
 
@@ -242,6 +255,9 @@ def main(argv=None) -> int:
             ckpt = make_checkpoint(width)
             model_dir = tmp / f"model_{width}"
             export_model(ckpt, model_dir, max_calibration_conditions=32, calibration_candidates=64)
+            for kind in ("multilevel", "diffusion"):
+                export_model(make_checkpoint(width, kind=kind), tmp / f"{kind}_{width}", max_calibration_conditions=32,
+                             calibration_candidates=64)
             step_path, unrolled_path, schedule = export_denoisers(width, tmp)
             for threads in args.threads:
                 condition = np.random.default_rng(0).standard_normal(CONDITION).astype(np.float32)
@@ -272,6 +288,11 @@ def compare_at(ckpt, model_dir, step_path, unrolled_path, schedule, width, threa
     energy_session = ort.InferenceSession(str(model_dir / "energy.onnx"), options, providers=providers)
     step_session = ort.InferenceSession(str(step_path), options, providers=providers)
     unrolled_session = ort.InferenceSession(str(unrolled_path), options, providers=providers)
+    served = dict(intra_op_threads=threads, providers=tuple(providers))
+    ddim = {steps: PolicyRuntime(model_dir.parent / f"diffusion_{width}", RuntimeConfig(**served), ddim_steps=steps)
+            for steps in DDIM_STEPS}
+    annealed = PolicyRuntime(model_dir.parent / f"multilevel_{width}", RuntimeConfig(num_candidates=k, **served),
+                             annealing=AnnealingConfig("annealed_mode_first"))
     runtime = PolicyRuntime(model_dir, RuntimeConfig(num_candidates=k, intra_op_threads=threads,
                                                      providers=tuple(providers)))
     two_sessions = PolicyRuntime(model_dir, RuntimeConfig(num_candidates=k, intra_op_threads=threads,
@@ -291,6 +312,10 @@ def compare_at(ckpt, model_dir, step_path, unrolled_path, schedule, width, threa
          count),
         (f"{DENOISER_STEPS}-step denoiser, {k} samples, unrolled graph",
          denoiser_unrolled_step(unrolled_session, rng, samples=k), count // 8),
+        *[(f"DDIM {steps} steps, trained-format diffusion model through PolicyRuntime",
+           functools.partial(ddim[steps].decide, condition), count) for steps in DDIM_STEPS],
+        (f"annealed SMC (mode first), {len(LADDER)} levels x {k} particles, through PolicyRuntime",
+         functools.partial(annealed.decide, condition), count),
     ]
     # Round robin, so that load from other processes on a shared machine hits every method alike
     # and the ratios stay meaningful even when the absolute numbers move.
