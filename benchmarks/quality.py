@@ -29,7 +29,8 @@ from ebgan_mdn_ros.commands.train import default_config_path  # noqa: E402
 from ebgan_mdn_ros.training.config import METHODS  # noqa: E402
 
 TASKS = ("hyperbola", "lines", "circle", "parabola", "ik", "multiroute", "grid")
-RULES = ("raw", "lowest_energy", "mode_first", "importance")
+RULES = ("raw", "lowest_energy", "mode_first", "importance",
+         "annealed", "annealed_mode_first", "ddim_8", "ddim_16", "ddim_32")  # the last five: rnce-ml, diffusion
 RUNS = ROOT / "benchmarks" / "out" / "runs"
 RESULTS = ROOT / "benchmarks" / "results"
 COLUMNS = {  # task kind -> (metric key, header, format)
@@ -158,7 +159,9 @@ def write_report(results: dict, seeds: list[int]) -> Path:
              f"{', '.join(map(str, seeds))}; per-run numbers in quality.json). Rules: raw = one mixture sample "
              "(K = 1); lowest_energy = argmin over K whole-mixture candidates; mode_first = k ~ pi, K "
              "candidates from k, lowest energy (the deployed rule; closed loop keeps the previous component); "
-             "importance = exp(-E)/q resampling. n/a = the method has no energy or no mixture for that rule.",
+             "importance = exp(-E)/q resampling; annealed (_mode_first) = SMC down an rnce-ml run's noise "
+             "ladder (docs/method.md sec. 10); ddim_S = a diffusion run's DDIM at S steps, its raw at the "
+             "config's inference.ddim_steps (sec. 11). n/a = the method has no energy or no mixture for that rule.",
              ""]
     lines += target_lines(results)
     for task in TASKS:
