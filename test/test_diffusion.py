@@ -34,8 +34,8 @@ def trained():
     conditions = rng.uniform(-1, 1, (2000, 1)).astype(np.float32)
     actions = bimodal(2000, rng)[:, None].astype(np.float32)
     config = load_train_config(None, {"task": "toy", "method": "diffusion", "progress": False, "optim.epochs": 60,
-                                      "optim.batch_size": 128, "optim.generator_lr": 3e-3, "optim.lr_schedule": "cosine",
-                                      "model.generator_hidden": [64, 64]})
+                                      "optim.batch_size": 128, "optim.generator_lr": 3e-3,
+                                      "optim.lr_schedule": "cosine", "model.generator_hidden": [64, 64]})
     return train(config, conditions, actions, SPEC)  # ~3 s
 
 
@@ -50,7 +50,8 @@ def test_ddim_takes_distinct_evenly_spaced_steps_and_refuses_others():
 
 
 def test_ddim_with_the_true_noise_recovers_the_data():
-    """With the exact eps of a point mass at y0 (eps = (y_t - sqrt(ab) y0) / sqrt(1 - ab)) any step count lands on y0."""
+    """With the exact eps of a point mass at y0, eps = (y_t - sqrt(ab) y0) / sqrt(1 - ab), any step count
+    lands on y0."""
     alpha_bar = squared_cosine_alpha_bar(100).double().numpy()
     y0 = np.array([[0.7, -0.2]])
     state = {}

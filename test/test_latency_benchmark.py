@@ -34,6 +34,7 @@ def test_latency_benchmark_writes_every_row(tmp_path):
     assert "active in the runtime: ['CPUExecutionProvider']" in text
     # the served diffusion model (DDIM through PolicyRuntime) and the annealed rule, ratios to the runtime
     served = dict(re.findall(r"^\| 16 \| 1 \| ((?:DDIM|annealed)[^|]*?) \| \d+ \| \d+ \| ([\d.]+) \|$", text, re.M))
-    assert set(served) == {f"DDIM {steps} steps, trained-format diffusion model through PolicyRuntime"
-                           for steps in (8, 16, 32)} | {"annealed SMC (mode first), 4 levels x 16 particles, through PolicyRuntime"}
+    assert set(served) == ({f"DDIM {steps} steps, trained-format diffusion model through PolicyRuntime"
+                            for steps in (8, 16, 32)}
+                           | {"annealed SMC (mode first), 4 levels x 16 particles, through PolicyRuntime"})
     assert all(float(ratio) > 0 for ratio in served.values())

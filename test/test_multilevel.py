@@ -151,7 +151,8 @@ def test_the_runtime_anneals_a_multilevel_model_within_its_budget(multilevel):
     assert decision.candidates.shape == (16, 2) and np.all(np.abs(decision.candidates) <= np.pi)
     again = PolicyRuntime(out, RuntimeConfig(num_candidates=16, seed=1), annealing=AnnealingConfig("annealed"))
     assert again.decide(np.zeros(2)).action.tolist() == decision.action.tolist()  # all noise from the seed
-    mode_first = PolicyRuntime(out, RuntimeConfig(num_candidates=16), annealing=AnnealingConfig("annealed_mode_first", 2))
+    mode_first = PolicyRuntime(out, RuntimeConfig(num_candidates=16),
+                               annealing=AnnealingConfig("annealed_mode_first", 2))
     d = mode_first.decide(np.zeros(2))
     assert len(set(d.components.tolist())) == 1 and np.isnan(d.energy_gap)
 

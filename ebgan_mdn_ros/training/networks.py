@@ -172,7 +172,8 @@ class LevelEnergyMLP(nn.Module):
         self.register_buffer("features", log_sigma_features(self.sigmas, level_frequencies))
         self.net = mlp(condition_dim + action_dim + self.features.shape[1], hidden_sizes, 1, activation)
 
-    def forward(self, condition: torch.Tensor, actions: torch.Tensor, level: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, condition: torch.Tensor, actions: torch.Tensor,
+                level: torch.Tensor | None = None) -> torch.Tensor:
         batch, count, _ = actions.shape
         if level is None:
             level = torch.full((batch,), len(self.noise_ladder) - 1, dtype=torch.int64, device=actions.device)

@@ -153,7 +153,8 @@ def proposal_log_density(mixture: tuple, candidates: torch.Tensor, uniform_share
                            torch.full_like(log_mdn, uniform_log_q + math.log(uniform_share)))
 
 
-def draw_levels(batch: int, num_levels: int, clean_share: float, generator: torch.Generator | None = None) -> torch.Tensor:
+def draw_levels(batch: int, num_levels: int, clean_share: float,
+                generator: torch.Generator | None = None) -> torch.Tensor:
     """rnce-ml: a level index per example [B] int64: the clean level (the last) with probability
     clean_share, else uniform over the noisy ones; always clean on a one-level ladder."""
     if num_levels == 1:
