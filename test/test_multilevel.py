@@ -192,3 +192,19 @@ def test_manifests_without_the_new_keys_still_write_and_read_as_before(two_mode)
     assert not set(OPTIONAL_KEYS) & set(data)  # an old runtime reads a new single-level export
     manifest = load_manifest(two_mode)
     assert manifest.policy_kind == "mixture" and manifest.noise_ladder is None
+
+
+def test_rnce_ml_through_the_commands(tmp_path, capsys):
+    from ebgan_mdn_ros.cli import main as cli_main
+    run, model = tmp_path / "run", tmp_path / "model"
+    assert cli_main(["train", "--task", "hyperbola", "--method", "rnce-ml", "--out", str(run), "--no-progress",
+                     "--set", "optim.epochs=2", "--set", "model.noise_ladder=[0.2, 0.05, 0.0]"]) == 0
+    capsys.readouterr()
+    assert cli_main(["eval", str(run), "--samples", "2", "--no-plots", "--rules", "mode_first", "annealed",
+                     "annealed_mode_first"]) == 0
+    rules = json.loads(capsys.readouterr().out)["rules"]
+    assert set(rules) == {"mode_first", "annealed", "annealed_mode_first"}
+    assert all(0 <= rules[rule]["tmc"] <= 100 for rule in rules)
+    assert cli_main(["export", str(run), "--out", str(model), "--candidates", "16"]) == 0
+    assert load_manifest(model).noise_ladder == (0.2, 0.05, 0.0)
+    assert cli_main(["eval", str(run), "--rules", "ddim_9"]) == 2
