@@ -22,8 +22,9 @@ The same config trains the same networks as `trainer.train`; what changes is who
 The loop itself is trainer.train_loop, unchanged; it takes this rank's shard through its
 `batches_of` argument.
 Frozen-energy evaluation (objectives.energies_with_frozen_parameters: torch.func.functional_call
-with detached parameters) runs through the DDP wrapper as it is: with torch 2.13 all seven methods
-end with identical parameters on every rank (ebgan-mdn, which uses it, in test/test_torchrun.py).
+with detached parameters) runs through the DDP wrapper as it is: with torch 2.13 all nine methods
+end with identical parameters on every rank (ebgan-mdn, which uses it, in test/test_torchrun.py;
+rnce-ml, whose energy takes the level as a third argument, and diffusion, by hand on 2 ranks).
 """
 from __future__ import annotations
 
