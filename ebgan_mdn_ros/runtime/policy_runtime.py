@@ -39,6 +39,8 @@ __all__ = ["RuntimeConfig", "AnnealingConfig", "Decision", "PolicyRuntime", "Mod
 
 @dataclass
 class Decision:
+    """One decision. A diffusion model has no candidates to choose from and no energy: K = 1 (the
+    action), energies NaN, component 0, and it is trusted when its action is finite."""
     action: np.ndarray  # [A] float64, raw units; for action_kind "delta" this is the delta
     candidates: np.ndarray  # [K,A] float32
     energies: np.ndarray  # [K] float32, lower is better
