@@ -1,33 +1,57 @@
 """The MuJoCo UR5e as a ROS 2 arm: the topics of ros2_control's controllers, 1 kHz physics in real time.
 
     python -m ebgan_mdn_ros.node.mujoco_sim_node --ros-args -p publish_rate_hz:=500.0
+    python -m ebgan_mdn_ros.node.mujoco_sim_node --ros-args -p publish_rate_hz:=100.0 -p real_time_factor:=20.0
 
 in:  <forward_controller>/commands (std_msgs/Float64MultiArray, one position per joint in joint order)
      <trajectory_controller>/joint_trajectory (trajectory_msgs/JointTrajectory, joints by name)
      mujoco_sim/reset_position (std_msgs/Float64MultiArray: put the arm there at rest; empty = home)
 out: joint_states (sensor_msgs/JointState: position, velocity, effort), flange_pose
      (geometry_msgs/PoseStamped), contacts (std_msgs/String, JSON, whenever the set of touching
-     pairs changes), /diagnostics (counts of contacts and of accepted / refused commands)
+     pairs changes), /diagnostics (counts of contacts and of accepted / refused commands),
+     /clock (rosgraph_msgs/Clock, only faster than real time: the simulated clock)
 
 The rules for commands are sim/controllers.py's; a refused one is logged with its reason and never
-applied. Physics runs on the publish timer: each tick steps as many 1 ms steps as wall time has
-advanced since the last, so the arm moves in real time at any publish rate up to 1 kHz; a tick
-later than max_catch_up_steps drops the excess instead of running faster than real time after it.
+applied. Physics runs on the publish timer.
+
+real_time_factor 1 (the default): each tick steps as many 1 ms steps as wall time has advanced since
+the last, so the arm moves in real time at any publish rate up to 1 kHz; a tick later than
+max_catch_up_steps drops the excess instead of running faster than real time after it. Stamps are
+the ROS clock, as a real arm's driver stamps them (the policy node judges a state's age by it).
+
+real_time_factor F != 1 (data generation): the timer runs F times faster and each tick steps exactly
+one publish period of physics, then publishes, so joint_states come every 1/publish_rate_hz of
+*simulated* time without gaps, stamped with the simulated clock (its origin is the ROS time at
+start-up, so stamps look like dates and are never 0, which means "unstamped"). The physics is
+stepped exactly as at F = 1 (same steps, same controller sampling); only the wall time between
+ticks shrinks. When the machine cannot keep up, the simulated clock falls behind F x wall time
+(diagnostics: real_time_factor, lagged_ticks) instead of skipping steps or samples. A trajectory's
+header stamp is read on the same simulated clock (stamp 0 = start now, as always). Nodes that must
+follow this clock set use_sim_time and listen on /clock.
+
+Resets (mujoco_sim/reset_position) restart MuJoCo's own time, never the published clock: stamps
+stay monotonic across episodes.
 """
 from __future__ import annotations
 
 import json
+import math
+import signal
+import threading
 import time
 from dataclasses import dataclass
 
 import numpy as np
 import rclpy
+from builtin_interfaces.msg import Time as TimeMsg
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import PoseStamped
+from rosgraph_msgs.msg import Clock
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory
@@ -41,6 +65,7 @@ from ebgan_mdn_ros.sim.mujoco_arm import ArmSimConfig, MujocoArm, SceneConfig
 
 SCENES = ("box_reach", "table")
 RESET_TOPIC = "mujoco_sim/reset_position"
+MAX_TICK_HZ = 5000.0   # wall-clock ticks per second a faster-than-real-time sim may ask for
 
 
 @dataclass(frozen=True)
@@ -51,13 +76,22 @@ class SimNodeConfig:
     forward_controller: str = "forward_position_controller"
     trajectory_controller: str = "joint_trajectory_controller"
     initial_position: tuple[float, ...] = ()  # rad; empty = the home keyframe
-    max_catch_up_steps: int = 50            # physics steps one tick may run (50 ms late at most)
+    max_catch_up_steps: int = 50            # physics steps one tick may run (50 ms late at most); real time only
     frame_id: str = "world"                 # of flange_pose: the robot base frame, z up
     diagnostics_period_s: float = 1.0       # s
+    real_time_factor: float = 1.0           # simulated s per wall s; != 1: stamps and /clock on the simulated clock
 
     def __post_init__(self):
         require(self.scene in SCENES, "scene", self.scene, f"one of {SCENES}")
         require(0 < self.publish_rate_hz <= 1000.0, "publish_rate_hz", self.publish_rate_hz, "in (0, 1000] Hz")
+        require(math.isfinite(self.real_time_factor) and 0 < self.real_time_factor <= 100.0, "real_time_factor",
+                self.real_time_factor, "in (0, 100] simulated seconds per wall second")
+        # One tick per publish period of simulated time: beyond a few kHz of ticks rclpy's timer
+        # cannot keep up, and the clock would just lag the factor asked for.
+        require(self.real_time_factor == 1.0 or self.publish_rate_hz * self.real_time_factor <= MAX_TICK_HZ,
+                "real_time_factor", self.real_time_factor,
+                f"at most {MAX_TICK_HZ:g} / publish_rate_hz ({MAX_TICK_HZ / self.publish_rate_hz:g} at "
+                f"{self.publish_rate_hz:g} Hz): ticks beyond {MAX_TICK_HZ:g} Hz of wall time cannot be kept")
         require(self.max_catch_up_steps >= 1, "max_catch_up_steps", self.max_catch_up_steps, ">= 1")
         require(self.diagnostics_period_s > 0, "diagnostics_period_s", self.diagnostics_period_s, "> 0 s")
         require(bool(self.forward_controller and self.trajectory_controller), "forward_controller",
@@ -81,14 +115,27 @@ class MujocoSimNode(Node):
         self.contact_steps = 0
         self.contact_events = 0
         self.dropped_steps = 0
+        self.lagged_ticks = 0
+        self.fast = c.real_time_factor != 1.0
+        # The published clock: MuJoCo's time restarts at every reset, this does not.
+        self.clock_origin_ns = self.get_clock().now().nanoseconds  # the simulated clock at sim_time 0
+        self._time_before_resets = 0.0
+        self._steps_per_publish = max(1, int(round(1.0 / (c.publish_rate_hz * self.arm.dt))))
         self._touching: tuple = ()
         self._state = JointState(name=list(self.arm.joint_names))
         self._pose = PoseStamped()
         self._pose.header.frame_id = c.frame_id
+        self._stamp = TimeMsg()
         # reliable as the controllers' own; deep enough that a burst of commands is judged one by one
         reliable = QoSProfile(depth=10)
-        self._state_pub = self.create_publisher(JointState, "joint_states", 10)
-        self._pose_pub = self.create_publisher(PoseStamped, "flange_pose", 10)
+        # Reliable keep-last: a reader that falls more than `depth` samples behind loses the oldest.
+        # Faster than real time a recorder descheduled for 50 ms of wall time is a second of states
+        # behind at 20x, so the history holds 10 s of simulated time there.
+        depth = int(10 * c.publish_rate_hz) if self.fast else 10
+        self._state_pub = self.create_publisher(JointState, "joint_states", depth)
+        self._pose_pub = self.create_publisher(PoseStamped, "flange_pose", depth)
+        self._clock_pub = self.create_publisher(Clock, "/clock", 10) if self.fast else None
+        self._clock_msg = Clock()
         self._contacts_pub = self.create_publisher(String, "contacts", QoSProfile(depth=50))
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", QoSProfile(depth=10))
         self.create_subscription(Float64MultiArray, f"{c.forward_controller}/commands", self._on_forward, reliable)
@@ -96,7 +143,11 @@ class MujocoSimNode(Node):
                                  self._on_trajectory, reliable)
         self.create_subscription(Float64MultiArray, RESET_TOPIC, self._on_reset, reliable)
         self._wall_start, self._steps_done = time.monotonic(), 0
-        self.create_timer(1.0 / c.publish_rate_hz, self._tick)
+        if self.fast:
+            self._fast_wall_start, self._fast_sim_start = self._wall_start, 0.0
+            self.create_timer(1.0 / (c.publish_rate_hz * c.real_time_factor), self._tick_fast)
+        else:
+            self.create_timer(1.0 / c.publish_rate_hz, self._tick)
         self.create_timer(c.diagnostics_period_s, self._publish_diagnostics)
         self._publish()
 
@@ -109,8 +160,7 @@ class MujocoSimNode(Node):
 
     def _on_trajectory(self, msg: JointTrajectory) -> None:
         stamp = conversions.stamp_seconds(msg.header.stamp)
-        ros_now = self.get_clock().now().nanoseconds * 1e-9
-        start = None if stamp == 0.0 else self.arm.time + (stamp - ros_now)  # stamp 0: start now
+        start = None if stamp == 0.0 else self.arm.time + (stamp - self._now_ns() * 1e-9)  # stamp 0: start now
         points = msg.points
         reason = self.switch.trajectory_command(
             list(msg.joint_names), [conversions.duration_seconds(p.time_from_start) for p in points],
@@ -127,22 +177,54 @@ class MujocoSimNode(Node):
             self.get_logger().error(f"reset refused: {values.tolist()} is not {len(self.arm.joint_names)} finite "
                                     "positions")
             return
+        self._time_before_resets += self.arm.time
         self.arm.reset(values if values.size else None)
         self.switch.reset()
 
+    # -- clock ------------------------------------------------------------------------------------
+    @property
+    def sim_time(self) -> float:
+        """Simulated seconds since start-up, monotonic across resets."""
+        return self._time_before_resets + self.arm.time
+
+    def _now_ns(self) -> int:
+        """The clock of stamps: ROS time in real time, else the simulated clock."""
+        if self.fast:
+            return self.clock_origin_ns + int(round(self.sim_time * 1e9))
+        return self.get_clock().now().nanoseconds
+
     # -- physics ----------------------------------------------------------------------------------
+    def _step_physics(self, steps: int) -> None:
+        """The one stepping rule of both modes: the controllers sampled at the arm's time, then one step."""
+        for _ in range(steps):
+            desired = self.switch.desired(self.arm.time)
+            if desired is not None:
+                self.arm.set_target(*desired)
+            self.arm.step()
+            self._watch_contacts()
+
+    def _tick_fast(self) -> None:
+        """One publish period of physics per tick, no more often than F x wall time allows."""
+        wall = time.monotonic() - self._fast_wall_start
+        budget = self.config.real_time_factor * wall - (self.sim_time - self._fast_sim_start)
+        period = self._steps_per_publish * self.arm.dt
+        if budget < period - 1e-9:
+            return  # ahead of F x wall time: wait for the clock
+        if budget > 3 * period:
+            # Behind (the machine cannot keep up): carry on from here rather than rushing to catch up.
+            self.lagged_ticks += 1
+            self._fast_wall_start, self._fast_sim_start = time.monotonic(), self.sim_time
+        self._step_physics(self._steps_per_publish)
+        self._steps_done += self._steps_per_publish
+        self._publish()
+
     def _tick(self) -> None:
         due = int((time.monotonic() - self._wall_start) / self.arm.dt) - self._steps_done
         if due > self.config.max_catch_up_steps:
             self.dropped_steps += due - self.config.max_catch_up_steps
             self._steps_done += due - self.config.max_catch_up_steps
             due = self.config.max_catch_up_steps
-        for _ in range(due):
-            desired = self.switch.desired(self.arm.time)
-            if desired is not None:
-                self.arm.set_target(*desired)
-            self.arm.step()
-            self._watch_contacts()
+        self._step_physics(due)
         self._steps_done += due
         self._publish()
 
@@ -155,11 +237,16 @@ class MujocoSimNode(Node):
         self.contact_events += bool(set(pairs) - set(self._touching))
         self._touching = pairs
         self._contacts_pub.publish(String(data=json.dumps({
-            "sim_time": round(self.arm.time, 4), "count": len(contacts),
+            "sim_time": round(self.sim_time, 4), "stamp_ns": self._now_ns(), "count": len(contacts),
             "contacts": [{"arm": c.arm_body, "other": c.other, "distance": round(c.distance, 5)} for c in contacts]})))
 
     def _publish(self) -> None:
-        stamp = self.get_clock().now().to_msg()
+        now_ns = self._now_ns()
+        stamp = self._stamp
+        stamp.sec, stamp.nanosec = divmod(now_ns, 1_000_000_000)
+        if self._clock_pub is not None:
+            self._clock_msg.clock = stamp
+            self._clock_pub.publish(self._clock_msg)
         self._state.header.stamp = stamp
         self._state.position = conversions.float64s(self.arm.position)
         self._state.velocity = conversions.float64s(self.arm.velocity)
@@ -178,8 +265,10 @@ class MujocoSimNode(Node):
         if self._touching:
             level, message = DiagnosticStatus.WARN, f"in contact: {len(self._touching)} pair(s)"
         values = {"contacts_now": len(self._touching), "contact_steps": self.contact_steps,
-                  "contact_events": self.contact_events, "sim_time_s": self.arm.time,
-                  "real_time_factor": self.arm.time / wall if wall > 0 else 0.0, "dropped_steps": self.dropped_steps,
+                  "contact_events": self.contact_events, "sim_time_s": self.sim_time,
+                  "real_time_factor": self.sim_time / wall if wall > 0 else 0.0,
+                  "real_time_factor_set": self.config.real_time_factor, "dropped_steps": self.dropped_steps,
+                  "lagged_ticks": self.lagged_ticks,
                   "active_controller": self.switch.active or "none"}
         for kind, name in ((FORWARD, self.config.forward_controller), (TRAJECTORY, self.config.trajectory_controller)):
             values[f"{name}_accepted"] = self.switch.accepted[kind]
@@ -192,21 +281,25 @@ class MujocoSimNode(Node):
 
 
 def main(argv: list[str] | None = None) -> None:
-    rclpy.init(args=argv)
+    # rclpy's own SIGINT handler raises KeyboardInterrupt inside whatever callback runs; at 20x real
+    # time that is nearly always the physics tick (a FATAL log and a traceback). A flag stops the spin
+    # between callbacks instead, and the teardown runs uninterrupted.
+    stop = threading.Event()
+    rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
+    previous = {number: signal.signal(number, lambda *_: stop.set()) for number in (signal.SIGINT, signal.SIGTERM)}
     node = MujocoSimNode()
     executor = make_executor("events")
     executor.add_node(node)
     try:
-        spin(executor)
-    except (KeyboardInterrupt, ExternalShutdownException):
+        spin(executor, should_stop=stop.is_set)
+    except ExternalShutdownException:
         pass
-    except RuntimeError:
-        if rclpy.ok():  # SIGINT landing inside a callback shuts the context down under it
-            raise
     finally:
         executor.shutdown(timeout_sec=1.0)
         node.destroy_node()
         rclpy.try_shutdown()
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 if __name__ == "__main__":
