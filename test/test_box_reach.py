@@ -100,3 +100,21 @@ def test_a_demo_that_touches_the_box_is_rejected():
     assert not demo.accepted
     assert demo.reason in ("a waypoint touches", "contact in physics")
     assert expert.stats.accepted == 0 and sum(expert.stats.rejected.values()) == 1
+
+
+@needs_mujoco
+def test_the_expert_never_stops_on_the_way_unless_told_to(expert):
+    start, goal = np.array(START), np.array(GOAL)
+    plan = expert.plan(start, goal, "near")
+    speed = np.linalg.norm(np.diff(plan.flange, axis=0), axis=1) / np.diff(plan.times)
+    inner = (plan.times[1:] > 0.5) & (plan.times[1:] < plan.times[-1] - 0.5)  # outside the two ramps
+    assert speed[inner].min() > 0.3  # m/s: at the corners too, so a cloned policy has no rest state to stall in
+    # the corners are rounded within the blend: the path passes inside each corner, never beyond it
+    corner = route_corners(start, goal, "near")[1]
+    nearest = np.linalg.norm(plan.flange - corner, axis=1).min()
+    assert 0.01 < nearest < 0.06
+    assert plan.flange[:, 1].min() >= NEAR_Y - 1e-9
+    stopping = BoxReachExpert(arm=expert.arm, config=ExpertConfig(corner_blend=0.0)).plan(start, goal, "near")
+    at_corner = np.argmin(np.linalg.norm(stopping.flange - corner, axis=1))
+    assert np.linalg.norm(stopping.flange[at_corner] - corner) < 1e-9
+    assert np.abs(stopping.joint_velocities[at_corner]).max() < 1e-6  # at rest at the corner

@@ -1,10 +1,17 @@
 """The scripted expert of the box-reach task: damped least-squares IK along a detour, run in physics.
 
 Each demo draws a start and a goal (tasks.box_reach), picks the near or the far detour with equal
-probability, solves IK for every waypoint of the rectangular path (warm-started from the previous
-one, so the arm stays on one IK branch), times it with a minimum-jerk profile per side (the arm
-stops at each corner, so the corners are not cut), and plays the result through the emulated
-JointTrajectoryController on the MuJoCo UR5e at 1 kHz. A demo is rejected (never handed out) if any
+probability, solves IK for every waypoint of the detour (warm-started from the previous one, so the
+arm stays on one IK branch), times it, and plays the result through the emulated
+JointTrajectoryController on the MuJoCo UR5e at 1 kHz.
+
+Timing (ExpertConfig.corner_blend). > 0 (the default): the rectangle's two corners are rounded
+(quadratic blends starting corner_blend before each corner) and the whole path runs on one speed
+profile: a smooth ramp up from rest, a cruise, a ramp down into the goal; the arm never stops on
+the way. 0: a minimum-jerk profile per side, stopping at each corner. A policy learns the first
+far better: at a corner where the expert stops, the states say "at rest" both for arriving and for
+leaving, their next 0.1 s is nearly nothing either way, and a cloned policy stalls there (measured
+in benchmarks/results/box_reach.md). A demo is rejected (never handed out) if any
 IK waypoint or any physics step has a contact, IK did not converge, the flange missed the goal, or
 the path did not pass the box on the chosen side: with +-5 cm endpoints a few in ten touch the box.
 """
@@ -36,7 +43,9 @@ def box_reach_arm(task: BoxReachConfig = BoxReachConfig(), robot_xml: str = "") 
 @dataclass(frozen=True)
 class ExpertConfig:
     waypoints_per_side: int = 40
-    mean_speed: float = 0.4            # m/s of the flange along each side of the detour
+    mean_speed: float = 0.4            # m/s of the flange over the whole detour (or each side)
+    corner_blend: float = 0.06         # m before and after each corner where the path turns; 0 = stop there
+    ramp_s: float = 0.5                # s of smooth acceleration from rest (and deceleration into the goal)
     settle_s: float = 0.3              # s of physics after the last waypoint
     near_probability: float = 0.5
     ik_damping: float = 0.05           # DLS lambda (m, rad): bounds the step near singularities
@@ -48,6 +57,8 @@ class ExpertConfig:
     def __post_init__(self):
         require(self.waypoints_per_side >= 2, "waypoints_per_side", self.waypoints_per_side, ">= 2")
         require(self.mean_speed > 0, "mean_speed", self.mean_speed, "> 0 m/s")
+        require(0 <= self.corner_blend <= 0.15, "corner_blend", self.corner_blend, "in [0, 0.15] m")
+        require(self.ramp_s > 0, "ramp_s", self.ramp_s, "> 0 s")
         require(self.settle_s >= 0, "settle_s", self.settle_s, ">= 0 s")
         require(0 <= self.near_probability <= 1, "near_probability", self.near_probability, "in [0, 1]")
         require(self.ik_damping > 0, "ik_damping", self.ik_damping, "> 0")
@@ -97,6 +108,81 @@ def solve_ik(arm: MujocoArm, position, rotation, initial, config: ExpertConfig =
 def _minimum_jerk(tau: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """s(tau) = 10 tau^3 - 15 tau^4 + 6 tau^5 and ds/dtau: at rest at both ends."""
     return tau ** 3 * (10 - 15 * tau + 6 * tau * tau), 30 * tau * tau * (1 - tau) ** 2
+
+
+def _per_side_timing(corners: np.ndarray, mean_speed: float, n: int):
+    """Minimum jerk along each side: at rest at every corner."""
+    times, flange, flange_velocity = [0.0], [corners[0]], [np.zeros(3)]
+    t0 = 0.0
+    for a, b in zip(corners[:-1], corners[1:]):
+        duration = max(np.linalg.norm(b - a) / mean_speed, 0.05)
+        tau = np.arange(1, n + 1) / n
+        s, ds = _minimum_jerk(tau)
+        times.extend(t0 + tau * duration)
+        flange.extend(a + np.outer(s, b - a))
+        flange_velocity.extend(np.outer(ds / duration, b - a))
+        t0 += duration
+    return np.array(times), np.array(flange), np.array(flange_velocity)
+
+
+def rounded_path(corners: np.ndarray, blend: float, points_per_metre: int = 4000) -> np.ndarray:
+    """[M, 3] dense points along the corner polyline with each inner corner replaced by a quadratic
+    Bezier from ``blend`` before it to ``blend`` after it (tangent to both sides: no kink)."""
+    corners = np.asarray(corners, dtype=np.float64)
+    pieces, current = [], corners[0]
+    for k in range(1, len(corners) - 1):
+        before, corner, after = corners[k - 1], corners[k], corners[k + 1]
+        d_in = min(blend, 0.45 * np.linalg.norm(corner - before))
+        d_out = min(blend, 0.45 * np.linalg.norm(after - corner))
+        enter = corner - d_in * (corner - before) / np.linalg.norm(corner - before)
+        leave = corner + d_out * (after - corner) / np.linalg.norm(after - corner)
+        count = max(int(np.linalg.norm(enter - current) * points_per_metre), 2)
+        pieces.append(np.linspace(current, enter, count, endpoint=False))
+        u = np.linspace(0.0, 1.0, max(int((d_in + d_out) * points_per_metre), 8), endpoint=False)[:, None]
+        pieces.append((1 - u) ** 2 * enter + 2 * u * (1 - u) * corner + u ** 2 * leave)
+        current = leave
+    count = max(int(np.linalg.norm(corners[-1] - current) * points_per_metre), 2)
+    pieces.append(np.linspace(current, corners[-1], count))
+    return np.concatenate(pieces)
+
+
+def _speed_profile(length: float, mean_speed: float, ramp_s: float, times: np.ndarray):
+    """(arc length, speed) at ``times``: a quintic ramp from rest to the cruise speed over ramp_s, the
+    cruise, the mirrored ramp down; total time length / mean_speed (at least 2 ramps)."""
+    total = max(length / mean_speed, 2.0 * ramp_s + 1e-3)
+    cruise = length / (total - ramp_s)  # each ramp covers half its duration at cruise speed
+
+    def ramp_distance(t):  # distance covered t s into a ramp up (0 <= t <= ramp_s)
+        tau = t / ramp_s
+        return cruise * ramp_s * (2.5 * tau ** 4 - 3 * tau ** 5 + tau ** 6)
+
+    def ramp_speed(t):
+        tau = t / ramp_s
+        return cruise * tau ** 3 * (10 - 15 * tau + 6 * tau * tau)
+
+    t = np.clip(np.asarray(times, dtype=np.float64), 0.0, total)
+    up, down = t < ramp_s, t > total - ramp_s
+    s = np.where(up, ramp_distance(np.minimum(t, ramp_s)), cruise * (ramp_s / 2 + (t - ramp_s)))
+    s = np.where(down, length - ramp_distance(np.clip(total - t, 0.0, ramp_s)), s)
+    v = np.where(up, ramp_speed(np.minimum(t, ramp_s)), cruise)
+    v = np.where(down, ramp_speed(np.clip(total - t, 0.0, ramp_s)), v)
+    return s, v, total
+
+
+def _blended_timing(corners: np.ndarray, blend: float, mean_speed: float, ramp_s: float, count: int):
+    """Waypoints evenly in time along the rounded path, on one speed profile (never at rest on the way)."""
+    dense = rounded_path(corners, blend)
+    arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(dense, axis=0), axis=1))])
+    total_time = max(arc[-1] / mean_speed, 2.0 * ramp_s + 1e-3)
+    times = np.linspace(0.0, total_time, count + 1)
+    s, v, _ = _speed_profile(arc[-1], mean_speed, ramp_s, times)
+    flange = np.stack([np.interp(s, arc, dense[:, k]) for k in range(3)], axis=1)
+    tangent = np.gradient(dense, arc, axis=0)
+    tangent /= np.maximum(np.linalg.norm(tangent, axis=1, keepdims=True), 1e-12)
+    direction = np.stack([np.interp(s, arc, tangent[:, k]) for k in range(3)], axis=1)
+    direction /= np.maximum(np.linalg.norm(direction, axis=1, keepdims=True), 1e-12)
+    flange[0], flange[-1] = corners[0], corners[-1]
+    return times, flange, direction * v[:, None]
 
 
 @dataclass
@@ -151,17 +237,12 @@ class BoxReachExpert:
     def plan(self, start, goal, route: str) -> Plan:
         corners = route_corners(start, goal, route, self.task)
         n, c = self.config.waypoints_per_side, self.config
-        times, flange, flange_velocity = [0.0], [corners[0]], [np.zeros(3)]
-        t0 = 0.0
-        for a, b in zip(corners[:-1], corners[1:]):
-            duration = max(np.linalg.norm(b - a) / c.mean_speed, 0.05)
-            tau = np.arange(1, n + 1) / n
-            s, ds = _minimum_jerk(tau)
-            times.extend(t0 + tau * duration)
-            flange.extend(a + np.outer(s, b - a))
-            flange_velocity.extend(np.outer(ds / duration, b - a))
-            t0 += duration
+        if c.corner_blend > 0:
+            times, flange, flange_velocity = _blended_timing(corners, c.corner_blend, c.mean_speed, c.ramp_s, 3 * n)
+        else:
+            times, flange, flange_velocity = _per_side_timing(corners, c.mean_speed, n)
         q, positions, velocities, iterations, converged, touching = self.arm.home, [], [], [], True, 0
+        times, flange, flange_velocity = list(times), list(flange), list(flange_velocity)
         for point, xdot in zip(flange, flange_velocity):
             result = solve_ik(self.arm, point, self._rotation, q, c)
             q = result.position
