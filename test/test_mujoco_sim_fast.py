@@ -158,3 +158,28 @@ def test_real_time_stamps_are_the_ros_clock_and_bad_factors_are_refused():
         sim.destroy_node()
     finally:
         rclpy.try_shutdown(context=context)
+
+
+class RefusingPublisher:
+    """Stands in for a writer whose history a slow reader has filled: refuses ``times`` sends, then sends."""
+
+    def __init__(self, publisher, times: int):
+        self.publisher, self.times = publisher, times
+
+    def publish(self, msg) -> None:
+        if self.times > 0:
+            self.times -= 1
+            from ebgan_mdn_ros.node.mujoco_sim_node import RCLError
+            raise RCLError("Failed to publish: cannot publish data")
+        self.publisher.publish(msg)
+
+
+def test_a_refused_state_holds_the_physics_until_it_is_sent(fast):
+    sim, states, clocks, trajectory, reset, spin_until = fast
+    assert spin_until(lambda: len(states) > 5, 5.0)
+    sim._state_pub = RefusingPublisher(sim._state_pub, times=5)
+    seen = len(states)
+    assert spin_until(lambda: sim.publish_failures >= 5 and len(states) - seen > 20, 10.0)
+    stamps = np.array([stamp_ns(s) for s in states[seen - 1:]])
+    # faster than real time nothing is skipped: the refused instant went out late, then the rest
+    np.testing.assert_array_equal(np.diff(stamps), np.full(len(stamps) - 1, int(1e9 / RATE_HZ)))

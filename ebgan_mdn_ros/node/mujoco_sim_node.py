@@ -48,6 +48,11 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import PoseStamped
 from rosgraph_msgs.msg import Clock
 from rclpy.executors import ExternalShutdownException
+try:
+    from rclpy.exceptions import RCLError  # newer rclpy re-exports it
+except ImportError:
+    from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
+    RCLError = _rclpy.RCLError
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile
@@ -116,6 +121,8 @@ class MujocoSimNode(Node):
         self.contact_events = 0
         self.dropped_steps = 0
         self.lagged_ticks = 0
+        self.publish_failures = 0
+        self._unsent: list = []
         self.fast = c.real_time_factor != 1.0
         # The published clock: MuJoCo's time restarts at every reset, this does not.
         self.clock_origin_ns = self.get_clock().now().nanoseconds  # the simulated clock at sim_time 0
@@ -205,6 +212,8 @@ class MujocoSimNode(Node):
 
     def _tick_fast(self) -> None:
         """One publish period of physics per tick, no more often than F x wall time allows."""
+        if self._unsent and not self._send_unsent():
+            return  # a reader is behind: this instant must go out before the physics moves on
         wall = time.monotonic() - self._fast_wall_start
         budget = self.config.real_time_factor * wall - (self.sim_time - self._fast_sim_start)
         period = self._steps_per_publish * self.arm.dt
@@ -240,24 +249,46 @@ class MujocoSimNode(Node):
             "sim_time": round(self.sim_time, 4), "stamp_ns": self._now_ns(), "count": len(contacts),
             "contacts": [{"arm": c.arm_body, "other": c.other, "distance": round(c.distance, 5)} for c in contacts]})))
 
-    def _publish(self) -> None:
+    def _publish(self) -> bool:
+        """Fill and send this instant's clock, joint state and flange pose; False if DDS refused one."""
         now_ns = self._now_ns()
         stamp = self._stamp
         stamp.sec, stamp.nanosec = divmod(now_ns, 1_000_000_000)
+        self._unsent = []
         if self._clock_pub is not None:
             self._clock_msg.clock = stamp
-            self._clock_pub.publish(self._clock_msg)
+            self._unsent.append((self._clock_pub, self._clock_msg))
         self._state.header.stamp = stamp
         self._state.position = conversions.float64s(self.arm.position)
         self._state.velocity = conversions.float64s(self.arm.velocity)
         self._state.effort = conversions.float64s(self.arm.effort)
-        self._state_pub.publish(self._state)
         position, quaternion = self.arm.flange_pose()
         pose = self._pose.pose
         self._pose.header.stamp = stamp
         pose.position.x, pose.position.y, pose.position.z = (float(v) for v in position)
         pose.orientation.w, pose.orientation.x, pose.orientation.y, pose.orientation.z = (float(v) for v in quaternion)
-        self._pose_pub.publish(self._pose)
+        self._unsent += [(self._state_pub, self._state), (self._pose_pub, self._pose)]
+        return self._send_unsent()
+
+    def _send_unsent(self) -> bool:
+        """Send what the last _publish has not sent yet, in order; stop at the first refusal.
+
+        A reliable writer whose history is full of samples a slow reader has not acknowledged blocks,
+        then refuses (FastDDS: "cannot publish data"). Faster than real time that reader is a
+        recorder that fell behind: the sim then waits for it, retrying the same instant each tick
+        before it steps on, so nothing is lost and the clock simply slows down. In real time there is
+        no waiting: the sample is dropped and counted (publish_failures)."""
+        while self._unsent:
+            publisher, msg = self._unsent[0]
+            try:
+                publisher.publish(msg)
+            except RCLError:
+                self.publish_failures += 1
+                if not self.fast:
+                    self._unsent = []
+                return False
+            self._unsent.pop(0)
+        return True
 
     def _publish_diagnostics(self) -> None:
         wall = time.monotonic() - self._wall_start
@@ -268,7 +299,7 @@ class MujocoSimNode(Node):
                   "contact_events": self.contact_events, "sim_time_s": self.sim_time,
                   "real_time_factor": self.sim_time / wall if wall > 0 else 0.0,
                   "real_time_factor_set": self.config.real_time_factor, "dropped_steps": self.dropped_steps,
-                  "lagged_ticks": self.lagged_ticks,
+                  "lagged_ticks": self.lagged_ticks, "publish_failures": self.publish_failures,
                   "active_controller": self.switch.active or "none"}
         for kind, name in ((FORWARD, self.config.forward_controller), (TRAJECTORY, self.config.trajectory_controller)):
             values[f"{name}_accepted"] = self.switch.accepted[kind]
