@@ -183,3 +183,45 @@ def test_a_refused_state_holds_the_physics_until_it_is_sent(fast):
     stamps = np.array([stamp_ns(s) for s in states[seen - 1:]])
     # faster than real time nothing is skipped: the refused instant went out late, then the rest
     np.testing.assert_array_equal(np.diff(stamps), np.full(len(stamps) - 1, int(1e9 / RATE_HZ)))
+
+
+def test_a_paced_sim_never_runs_ahead_of_its_consumer():
+    """pace_topic: the sim waits for a consumer's clock (the recorder's) instead of outrunning it."""
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=int(os.environ.get("ROS_DOMAIN_ID", "76")))
+    executor = make_executor("events", context)
+    sim = MujocoSimNode(context=context, parameter_overrides=[
+        Parameter("publish_rate_hz", value=RATE_HZ), Parameter("real_time_factor", value=FACTOR),
+        Parameter("pace_topic", value="pace"), Parameter("max_lead_s", value=0.2)])
+    probe = rclpy.create_node("pace_probe", context=context)
+    pace = probe.create_publisher(Clock, "pace", 10)
+    for node in (sim, probe):
+        executor.add_node(node)
+
+    def spin_until(predicate, timeout_s):
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and not predicate():
+            executor.spin_once(timeout_sec=0.01)
+        return predicate()
+
+    def say(seconds: float) -> None:
+        msg = Clock()
+        msg.clock.sec, msg.clock.nanosec = divmod(sim.clock_origin_ns + int(seconds * 1e9), 1_000_000_000)
+        pace.publish(msg)
+    try:
+        assert spin_until(lambda: pace.get_subscription_count() >= 1, DISCOVERY_S)
+        say(0.0)
+        assert spin_until(lambda: sim.paced_ticks > 20, 10.0)
+        held = sim.sim_time  # where it waits (it ran freely until the consumer first spoke)
+        spin_until(lambda: False, 0.2)
+        assert sim.sim_time == held  # 0.2 s of wall time at 10x, and not one step
+        say(held + 0.5)
+        assert spin_until(lambda: sim.sim_time >= held + 0.69, 10.0)
+        spin_until(lambda: False, 0.2)
+        assert sim.sim_time <= held + 0.5 + 0.2 + 0.011  # and again no further than the lead
+    finally:
+        executor.shutdown(timeout_sec=1.0)
+        for node in (probe, sim):
+            node.destroy_node()
+        rclpy.try_shutdown(context=context)

@@ -25,7 +25,11 @@ one publish period of physics, then publishes, so joint_states come every 1/publ
 start-up, so stamps look like dates and are never 0, which means "unstamped"). The physics is
 stepped exactly as at F = 1 (same steps, same controller sampling); only the wall time between
 ticks shrinks. When the machine cannot keep up, the simulated clock falls behind F x wall time
-(diagnostics: real_time_factor, lagged_ticks) instead of skipping steps or samples. A trajectory's
+(diagnostics: real_time_factor, lagged_ticks) instead of skipping steps or samples. DDS gives a
+fast publisher no back-pressure (a reliable reader acknowledges what reached its queue, not what its
+node has read), so a consumer that must see every sample publishes the simulated time it has read
+up to on `pace_topic` (rosgraph_msgs/Clock) and the sim never runs more than max_lead_s ahead of it
+(paced_ticks counts the waits); the box-reach recorder does. A trajectory's
 header stamp is read on the same simulated clock (stamp 0 = start now, as always). Nodes that must
 follow this clock set use_sim_time and listen on /clock.
 
@@ -85,6 +89,8 @@ class SimNodeConfig:
     frame_id: str = "world"                 # of flange_pose: the robot base frame, z up
     diagnostics_period_s: float = 1.0       # s
     real_time_factor: float = 1.0           # simulated s per wall s; != 1: stamps and /clock on the simulated clock
+    pace_topic: str = ""                    # faster than real time: a consumer's clock (rosgraph_msgs/Clock) to wait for
+    max_lead_s: float = 0.5                 # simulated s the sim may run ahead of the pace_topic clock
 
     def __post_init__(self):
         require(self.scene in SCENES, "scene", self.scene, f"one of {SCENES}")
@@ -98,6 +104,9 @@ class SimNodeConfig:
                 f"at most {MAX_TICK_HZ:g} / publish_rate_hz ({MAX_TICK_HZ / self.publish_rate_hz:g} at "
                 f"{self.publish_rate_hz:g} Hz): ticks beyond {MAX_TICK_HZ:g} Hz of wall time cannot be kept")
         require(self.max_catch_up_steps >= 1, "max_catch_up_steps", self.max_catch_up_steps, ">= 1")
+        require(math.isfinite(self.max_lead_s) and self.max_lead_s > 0, "max_lead_s", self.max_lead_s, "> 0 s")
+        require(not self.pace_topic or self.real_time_factor != 1.0, "pace_topic", self.pace_topic,
+                "empty in real time (a real-time sim cannot wait for a consumer)")
         require(self.diagnostics_period_s > 0, "diagnostics_period_s", self.diagnostics_period_s, "> 0 s")
         require(bool(self.forward_controller and self.trajectory_controller), "forward_controller",
                 (self.forward_controller, self.trajectory_controller), "two controller names")
@@ -122,6 +131,7 @@ class MujocoSimNode(Node):
         self.dropped_steps = 0
         self.lagged_ticks = 0
         self.publish_failures = 0
+        self.paced_ticks = 0
         self._unsent: list = []
         self.fast = c.real_time_factor != 1.0
         # The published clock: MuJoCo's time restarts at every reset, this does not.
@@ -149,6 +159,9 @@ class MujocoSimNode(Node):
         self.create_subscription(JointTrajectory, f"{c.trajectory_controller}/joint_trajectory",
                                  self._on_trajectory, reliable)
         self.create_subscription(Float64MultiArray, RESET_TOPIC, self._on_reset, reliable)
+        self._paced_ns: int | None = None  # the consumer's clock, once it has said where it is
+        if c.pace_topic:
+            self.create_subscription(Clock, c.pace_topic, self._on_pace, QoSProfile(depth=10))
         self._wall_start, self._steps_done = time.monotonic(), 0
         if self.fast:
             self._fast_wall_start, self._fast_sim_start = self._wall_start, 0.0
@@ -177,6 +190,9 @@ class MujocoSimNode(Node):
         if reason is not None:
             self.get_logger().error(f"{self.config.trajectory_controller} trajectory refused: {reason}",
                                     throttle_duration_sec=1.0)
+
+    def _on_pace(self, msg: Clock) -> None:
+        self._paced_ns = msg.clock.sec * 1_000_000_000 + msg.clock.nanosec
 
     def _on_reset(self, msg: Float64MultiArray) -> None:
         values = conversions.multiarray_values(msg)
@@ -214,6 +230,9 @@ class MujocoSimNode(Node):
         """One publish period of physics per tick, no more often than F x wall time allows."""
         if self._unsent and not self._send_unsent():
             return  # a reader is behind: this instant must go out before the physics moves on
+        if self._paced_ns is not None and self._now_ns() > self._paced_ns + int(self.config.max_lead_s * 1e9):
+            self.paced_ticks += 1
+            return  # the consumer (a recorder) is behind: a reader's queue would only grow
         wall = time.monotonic() - self._fast_wall_start
         budget = self.config.real_time_factor * wall - (self.sim_time - self._fast_sim_start)
         period = self._steps_per_publish * self.arm.dt
@@ -300,6 +319,7 @@ class MujocoSimNode(Node):
                   "real_time_factor": self.sim_time / wall if wall > 0 else 0.0,
                   "real_time_factor_set": self.config.real_time_factor, "dropped_steps": self.dropped_steps,
                   "lagged_ticks": self.lagged_ticks, "publish_failures": self.publish_failures,
+                  "paced_ticks": self.paced_ticks,
                   "active_controller": self.switch.active or "none"}
         for kind, name in ((FORWARD, self.config.forward_controller), (TRAJECTORY, self.config.trajectory_controller)):
             values[f"{name}_accepted"] = self.switch.accepted[kind]

@@ -13,8 +13,15 @@ flange goal on /goal and the whole plan as one JointTrajectory (positions and ve
 duration plus the settle time from the first moving joint state, and score what came back: no
 message on /contacts with a contact, the last flange_pose within the goal tolerance, the flange path
 on the planned side of the box, and no joint state lost on the way (a gap in the stamps longer than
-2.5 publish periods: the sim never skips one, so a gap is a sample DDS dropped; the readers are deep,
-READER_DEPTH, because a keep-last reader that falls behind drops its oldest unread samples).
+2.5 publish periods: the sim never skips one, so a gap is a sample DDS dropped).
+
+Pacing. DDS gives the sim no back-pressure: a reliable reader acknowledges what reached its queue,
+not what this process has read, and a keep-last reader that falls behind drops its oldest unread
+samples. At 20x, with training jobs on the same 2 cores, this process fell behind until every demo
+had a gap. So the recorder publishes the simulated time it has read both streams up to on
+/mujoco_sim/recorder_clock, and the sim it starts (pace_topic) never runs more than 0.5 s of
+simulated time ahead: a slow recorder slows the sim down instead of losing samples. With --attach,
+start the sim with `-p pace_topic:=/mujoco_sim/recorder_clock` for the same.
 
 Time is the sim's. Faster than real time, wall-clock receive times say nothing about when a state
 was measured, so every message is logged at simulated time, as `ros2 bag record --use-sim-time`
@@ -69,7 +76,9 @@ SETTLED = 1e-4           # rad: the arm is at the reset position
 STAMPED = (JOINT_STATES, FLANGE)  # logged at their header stamps
 MOVING = 1e-4            # rad/s: a joint faster than this has left the rest the reset put it in
 LOST_STATE_GAP = 2.5     # publish periods between two stamps that mean joint states were lost
-READER_DEPTH = 20000     # samples per topic: 200 s of simulated time at 100 Hz
+READER_DEPTH = 2000      # samples per topic: 20 s of simulated time at 100 Hz (the pace keeps it near empty)
+PACE = "/mujoco_sim/recorder_clock"  # where the recorder says how far it has read (the sim waits for it)
+PACE_EVERY = 5           # joint states read between two pace messages
 REPAIR_PATIENCE_S = 1.0  # s (wall) a demo with a gap in its stamps waits for late samples before it is judged
 DEFAULT_REAL_TIME_FACTOR = 20.0
 
@@ -100,10 +109,12 @@ class BoxReachRecording:
 
 
 def start_sim(publish_rate_hz: float, real_time_factor: float = 1.0) -> subprocess.Popen:
-    """mujoco_sim_node in its own process (same environment, so the same ROS_DOMAIN_ID)."""
+    """mujoco_sim_node in its own process (same environment, so the same ROS_DOMAIN_ID); faster than
+    real time it is paced by this recorder's clock, so it never outruns what is read."""
+    pace = ["-p", f"pace_topic:={PACE}"] if real_time_factor != 1.0 else []
     return subprocess.Popen([sys.executable, "-m", "ebgan_mdn_ros.node.mujoco_sim_node", "--ros-args",
                              "-p", f"publish_rate_hz:={float(publish_rate_hz)}",
-                             "-p", f"real_time_factor:={float(real_time_factor)}"], env=dict(os.environ))
+                             "-p", f"real_time_factor:={float(real_time_factor)}", *pace], env=dict(os.environ))
 
 
 def stop_sim(process: subprocess.Popen) -> None:
@@ -131,6 +142,7 @@ def record_box_reach(demos: int, out: Path, seed: int = 0, publish_rate_hz: floa
     from sensor_msgs.msg import JointState
     from std_msgs.msg import Float64MultiArray, String
     from rclpy.serialization import deserialize_message
+    from rosgraph_msgs.msg import Clock
     from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
     from ebgan_mdn_ros.node import conversions
@@ -152,11 +164,14 @@ def record_box_reach(demos: int, out: Path, seed: int = 0, publish_rate_hz: floa
             self.now_ns = 0   # the newest header stamp seen: the sim's clock as far as this process knows
             self.pose_ns = 0  # the newest flange_pose stamp
             self.on_state = None  # the expert's hook: (raw JointState, stamp) -> None
+            self._states_read = 0
+            self._pace_msg = Clock()
+            self._pace_pub = self.create_publisher(Clock, PACE, QoSProfile(depth=10))
             self.subscriptions_by_topic = {}
             for topic, type_name in TOPICS.items():
                 bag.add_topic(topic, type_name)
-                # Keep-last readers drop their oldest unread sample when full: deep enough that a
-                # backlog (this process descheduled while the sim runs on at 20x) is read late, not lost.
+                # Keep-last readers drop their oldest unread sample when full; the pace (below) keeps
+                # the backlog to max_lead_s of simulated time, far inside this depth.
                 self.subscriptions_by_topic[topic] = self.create_subscription(
                     types[type_name], topic, self._keeper(topic), QoSProfile(depth=READER_DEPTH), raw=True)
 
@@ -169,8 +184,12 @@ def record_box_reach(demos: int, out: Path, seed: int = 0, publish_rate_hz: floa
                     self.now_ns = max(self.now_ns, log_ns)
                     if topic == FLANGE:
                         self.pose_ns = max(self.pose_ns, log_ns)
-                    elif self.on_state is not None:
-                        self.on_state(data, log_ns)
+                    else:
+                        if self.on_state is not None:
+                            self.on_state(data, log_ns)
+                        self._states_read += 1
+                        if self._states_read % PACE_EVERY == 0:
+                            self._pace(min(self.now_ns, self.pose_ns))
                 else:
                     log_ns = self.now_ns
                 if topic == GOAL_EVENTS:
@@ -178,6 +197,11 @@ def record_box_reach(demos: int, out: Path, seed: int = 0, publish_rate_hz: floa
                 elif self.recording:
                     self.buffer.append((topic, data, log_ns))
             return keep
+
+        def _pace(self, read_ns: int) -> None:
+            """Tell the sim how far both streams have been read: it runs at most max_lead_s beyond."""
+            self._pace_msg.clock.sec, self._pace_msg.clock.nanosec = divmod(read_ns, 1_000_000_000)
+            self._pace_pub.publish(self._pace_msg)
 
         def begin(self) -> None:
             self.buffer, self.recording = [], True
