@@ -17,7 +17,9 @@ NEAR_Y, FAR_Y = 0.25, 0.78
 def test_the_detours_run_at_the_route_y_and_the_classifier_names_them():
     corners = route_corners(START, GOAL, "near")
     np.testing.assert_allclose(corners, [START, (-0.3, NEAR_Y, 0.35), (0.3, NEAR_Y, 0.35), GOAL])
-    assert route_corners(START, GOAL, "far")[1, 1] == FAR_Y
+    far = route_corners(START, GOAL, "far")
+    assert far[1, 1] == FAR_Y and far[1, 2] == far[2, 2] == START[2] + 0.05  # the far detour runs 5 cm higher
+    np.testing.assert_allclose(route_corners(START, GOAL, "far", BoxReachConfig(far_lift=0.0))[1], (-0.3, FAR_Y, 0.35))
     dense = lambda c: np.concatenate([straight_line(a, b, 50) for a, b in zip(c[:-1], c[1:])])
     assert route_of(dense(corners)) == "near"
     assert route_of(dense(route_corners(START, GOAL, "far"))) == "far"
@@ -36,6 +38,8 @@ def test_endpoints_stay_within_the_noise():
 def test_config_errors_name_the_key():
     with pytest.raises(ConfigError, match="near_y"):
         BoxReachConfig(near_y=0.5)
+    with pytest.raises(ConfigError, match="far_lift"):
+        BoxReachConfig(far_lift=-0.01)
     with pytest.raises(ConfigError, match="start"):
         BoxReachConfig(start=(-0.05, 0.5, 0.35))
 
@@ -82,6 +86,7 @@ def test_ten_demos_are_collision_free_reach_the_goal_and_use_both_routes(expert)
     assert len(demos) == 10
     for demo in demos:
         assert demo.accepted and demo.contact_steps == 0 and demo.plan.touching_waypoints == 0
+        assert demo.plan.clearance >= 0.01  # every waypoint keeps the arm 1 cm off the box
         assert demo.goal_error < 0.01
         assert demo.route_taken == demo.plan.route
         assert demo.joint_positions.shape == (len(demo.times), 6)
@@ -118,3 +123,15 @@ def test_the_expert_never_stops_on_the_way_unless_told_to(expert):
     at_corner = np.argmin(np.linalg.norm(stopping.flange - corner, axis=1))
     assert np.linalg.norm(stopping.flange[at_corner] - corner) < 1e-9
     assert np.abs(stopping.joint_velocities[at_corner]).max() < 1e-6  # at rest at the corner
+
+
+@needs_mujoco
+def test_clearance_is_the_distance_to_the_box(expert):
+    arm = expert.arm
+    inside = solve_ik(arm, (0.0, 0.5, 0.36), tool_rotation(), arm.home).position
+    assert arm.clearance_at(inside, "box")[0] < 0  # the flange in the box: overlap
+    above = solve_ik(arm, (0.0, 0.5, 0.5), tool_rotation(), arm.home).position
+    distance, body = arm.clearance_at(above, "box")
+    assert 0.0 < distance < 0.15 and body  # about 10 cm above the box top, minus the tool's reach
+    with pytest.raises(ValueError, match="no geom named"):
+        arm.clearance_at(above, "boulder")

@@ -46,6 +46,8 @@ class ExpertConfig:
     mean_speed: float = 0.4            # m/s of the flange over the whole detour (or each side)
     corner_blend: float = 0.06         # m before and after each corner where the path turns; 0 = stop there
     ramp_s: float = 0.5                # s of smooth acceleration from rest (and deceleration into the goal)
+    min_clearance: float = 0.01        # m between the arm and the box at every waypoint: a demo that grazes
+                                       # it teaches a policy, a few mm less precise, to touch
     settle_s: float = 0.3              # s of physics after the last waypoint
     near_probability: float = 0.5
     ik_damping: float = 0.05           # DLS lambda (m, rad): bounds the step near singularities
@@ -59,6 +61,7 @@ class ExpertConfig:
         require(self.mean_speed > 0, "mean_speed", self.mean_speed, "> 0 m/s")
         require(0 <= self.corner_blend <= 0.15, "corner_blend", self.corner_blend, "in [0, 0.15] m")
         require(self.ramp_s > 0, "ramp_s", self.ramp_s, "> 0 s")
+        require(self.min_clearance >= 0, "min_clearance", self.min_clearance, ">= 0 m")
         require(self.settle_s >= 0, "settle_s", self.settle_s, ">= 0 s")
         require(0 <= self.near_probability <= 1, "near_probability", self.near_probability, "in [0, 1]")
         require(self.ik_damping > 0, "ik_damping", self.ik_damping, "> 0")
@@ -198,6 +201,7 @@ class Plan:
     ik_iterations: list[int]
     ik_converged: bool
     touching_waypoints: int         # waypoints whose IK pose has a contact
+    clearance: float = math.inf     # m, the arm's smallest distance to the box over the waypoints
 
 
 @dataclass
@@ -242,6 +246,7 @@ class BoxReachExpert:
         else:
             times, flange, flange_velocity = _per_side_timing(corners, c.mean_speed, n)
         q, positions, velocities, iterations, converged, touching = self.arm.home, [], [], [], True, 0
+        clearance = math.inf
         times, flange, flange_velocity = list(times), list(flange), list(flange_velocity)
         for point, xdot in zip(flange, flange_velocity):
             result = solve_ik(self.arm, point, self._rotation, q, c)
@@ -253,8 +258,9 @@ class BoxReachExpert:
             velocities.append(np.linalg.lstsq(jacobian, np.concatenate([xdot, np.zeros(3)]), rcond=None)[0])
             positions.append(q)
             touching += bool(self.arm.contacts_at(q))
+            clearance = min(clearance, self.arm.clearance_at(q, BOX_NAME)[0])
         return Plan(route, np.asarray(start), np.asarray(goal), corners, np.array(times), np.array(flange),
-                    np.array(positions), np.array(velocities), iterations, converged, touching)
+                    np.array(positions), np.array(velocities), iterations, converged, touching, clearance)
 
     def rollout(self, plan: Plan) -> Demo:
         """Play ``plan`` through the emulated JTC at the physics rate, from rest at its first waypoint."""
@@ -294,6 +300,8 @@ class BoxReachExpert:
             return "ik did not converge"
         if plan.touching_waypoints:
             return "a waypoint touches"
+        if plan.clearance < self.config.min_clearance:
+            return "closer than min_clearance to the box"
         if contact_steps:
             return "contact in physics"
         if goal_error > self.task.goal_tolerance:
@@ -311,7 +319,8 @@ class BoxReachExpert:
         route = route or self.draw_route()
         plan = self.plan(start, goal, route)
         # a plan that touches is not worth its physics
-        demo = self.rollout(plan) if plan.ik_converged and not plan.touching_waypoints else self._unplayed(plan)
+        playable = plan.ik_converged and not plan.touching_waypoints and plan.clearance >= self.config.min_clearance
+        demo = self.rollout(plan) if playable else self._unplayed(plan)
         self.stats.attempts += 1
         if demo.accepted:
             self.stats.accepted += 1

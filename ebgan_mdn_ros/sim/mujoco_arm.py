@@ -282,6 +282,29 @@ class MujocoArm:
         mujoco.mj_collision(m, d)
         return self._contacts_of(d)
 
+    def clearance_at(self, position, geom: str, distmax: float = 0.2) -> tuple[float, str]:
+        """(smallest distance in m, arm body) between the arm's colliding geoms and the scene geom
+        ``geom`` if the arm stood at ``position``; distmax if every one is farther. Negative = overlap."""
+        m, d = self.model, self._scratch
+        other = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, geom)
+        if other < 0:
+            raise ValueError(f"clearance_at: no geom named {geom!r} in the scene")
+        d.qpos[self._qpos] = position
+        mujoco.mj_kinematics(m, d)
+        best, body = distmax, ""
+        for g in self._arm_collision_geoms():
+            distance = mujoco.mj_geomDistance(m, d, g, other, distmax, None)
+            if distance < best:
+                best, body = distance, mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_BODY, int(m.geom_bodyid[g])) or ""
+        return float(best), body
+
+    def _arm_collision_geoms(self) -> list[int]:
+        if not hasattr(self, "_collision_geoms"):
+            m = self.model
+            self._collision_geoms = [g for g in range(m.ngeom) if m.geom_bodyid[g] != WORLD_BODY
+                                     and (m.geom_contype[g] or m.geom_conaffinity[g])]
+        return self._collision_geoms
+
     # ---- helpers --------------------------------------------------------------------------------
 
     def _contacts_of(self, d: mujoco.MjData) -> list[Contact]:
