@@ -52,3 +52,13 @@ def test_the_command_keeps_the_dataset_format(tmp_path):
         assert data["conditions"].shape == (10, 5) and str(data["action_kind"]) == "delta"
         assert data["episode_ids"].tolist() == [0, 0, 0, 1, 1] * 2
         assert list(data["condition_names"]) == NAMES
+
+
+def test_states_at_rest_are_not_copied_when_asked():
+    rng = np.random.default_rng(1)
+    conditions = rng.normal(size=(100, 5))
+    actions = np.zeros((100, 2))
+    actions[50:] = 0.05  # half at rest (a start, a goal), half moving
+    c, a = corrective_copies(conditions, actions, NAMES, JOINTS, sigma=0.04, copies=1, rng=rng, min_motion=0.01)
+    assert len(c) == 150  # the originals, then copies of the 50 moving pairs only
+    np.testing.assert_allclose(c[100:, 3:] + a[100:], conditions[50:, 3:] + actions[50:], atol=1e-12)

@@ -27,10 +27,16 @@ from ebgan_mdn_ros.spec import GOAL, POSITION, joint_condition, parse_condition_
 
 
 def corrective_copies(conditions: np.ndarray, actions: np.ndarray, condition_names, action_names,
-                      sigma: float, copies: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """(conditions, actions) with ``copies`` perturbed copies after the originals (rows in that order)."""
+                      sigma: float, copies: int, rng: np.random.Generator, min_motion: float = 0.0
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """(conditions, actions) with ``copies`` perturbed copies after the originals (rows in that order).
+
+    Only pairs whose action moves the joints by at least ``min_motion`` (rad, Euclidean) are copied:
+    a copy of a state at rest (the start, the goal) says "go back to where you were", and at the
+    start, where the expert's first motion is a millimetre, that turns the start into a trap."""
     require(sigma > 0, "sigma", sigma, "> 0 rad")
     require(copies >= 1, "copies", copies, ">= 1")
+    require(min_motion >= 0, "min_motion", min_motion, ">= 0 rad")
     columns = []
     for joint in action_names:
         name = joint_condition(joint, POSITION)
@@ -42,13 +48,15 @@ def corrective_copies(conditions: np.ndarray, actions: np.ndarray, condition_nam
         if parse_condition_name(name)[0] not in (GOAL, POSITION):
             raise ValueError(f"condition {name!r}: only goal and position conditions can be perturbed consistently "
                              "(a velocity would contradict the perturbed position)")
+    moving = np.linalg.norm(actions, axis=1) >= min_motion
+    base_c, base_a = conditions[moving], actions[moving]
     out_c, out_a = [conditions], [actions]
     for _ in range(copies):
-        eps = rng.normal(0.0, sigma, (len(actions), len(columns))) * rng.uniform(0.0, 1.0, (len(actions), 1))
-        perturbed = conditions.copy()
+        eps = rng.normal(0.0, sigma, (len(base_a), len(columns))) * rng.uniform(0.0, 1.0, (len(base_a), 1))
+        perturbed = base_c.copy()
         perturbed[:, columns] += eps
         out_c.append(perturbed)
-        out_a.append(actions - eps)
+        out_a.append(base_a - eps)
     return np.concatenate(out_c), np.concatenate(out_a)
 
 
@@ -60,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sigma", type=float, default=0.04, help="rad: the largest perturbation's std (default 0.04)")
     parser.add_argument("--copies", type=int, default=1, help="perturbed copies per pair (default 1)")
     parser.add_argument("--every", type=int, default=1, help="keep every Nth pair first (default 1: all)")
+    parser.add_argument("--min-motion", type=float, default=0.0,
+                        help="rad: copy only pairs whose action moves the joints at least this far (default 0: all)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     with np.load(args.demos, allow_pickle=False) as archive:
@@ -72,19 +82,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         conditions, actions = corrective_copies(
             data["conditions"][keep], data["actions"][keep], [str(n) for n in data["condition_names"]],
-            [str(n) for n in data["action_names"]], args.sigma, args.copies, np.random.default_rng(args.seed))
+            [str(n) for n in data["action_names"]], args.sigma, args.copies, np.random.default_rng(args.seed),
+            args.min_motion)
     except ValueError as exc:
         print(f"{args.demos}: {exc}", file=sys.stderr)
         return 2
-    repeat = args.copies + 1
+    moving = np.linalg.norm(data["actions"][keep], axis=1) >= args.min_motion
     data.update(conditions=conditions, actions=actions)
     for key in ("episode_ids", "times", "bag_index"):
         if key in data:
-            data[key] = np.tile(data[key][keep], repeat)
-    data["corrective"] = np.array(f"sigma={args.sigma} copies={args.copies} every={args.every} seed={args.seed}")
+            kept = data[key][keep]
+            data[key] = np.concatenate([kept] + [kept[moving]] * args.copies)
+    data["corrective"] = np.array(f"sigma={args.sigma} copies={args.copies} every={args.every} "
+                                  f"min_motion={args.min_motion} seed={args.seed}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     np.savez(args.out, **data)
-    print(f"wrote {args.out}: {len(actions)} pairs ({keep.sum()} originals, {args.copies} corrective copies each, "
+    print(f"wrote {args.out}: {len(actions)} pairs ({keep.sum()} originals, {args.copies} corrective "
+          f"cop{'y' if args.copies == 1 else 'ies'} of the {moving.sum()} moving at least {args.min_motion} rad, "
           f"sigma {args.sigma} rad)")
     return 0
 
