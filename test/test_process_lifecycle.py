@@ -135,6 +135,11 @@ NODES = {
                     lambda ns: [("goal_source", f"/{ns}")], None),
     "policy_node": (lambda ns: _module("ebgan_mdn_ros.node.policy_node") + _ros_args(ns, "-p", f"model_directory:={MODEL}"),
                     lambda ns: [("policy_node", f"/{ns}")], "serving"),
+    # The MuJoCo sim at 1 kHz: a signal nearly always lands inside its physics tick.
+    "mujoco_sim": (lambda ns: _module("ebgan_mdn_ros.node.mujoco_sim_node") + _ros_args(ns, "-p", "publish_rate_hz:=1000.0"),
+                   lambda ns: [("mujoco_sim", f"/{ns}")], None),
+    "goal_pose_relay": (lambda ns: _module("ebgan_mdn_ros.node.goal_pose_relay") + _ros_args(ns),
+                        lambda ns: [("goal_pose_relay", f"/{ns}")], None),
     # The recorder's topics are absolute (/joint_states): no namespace, its nodes renamed per case instead.
     "record_demos": (lambda ns: _module("ebgan_mdn_ros.node.record_demos")
                      + ["--task", "ik", "--goals", "1000", "--out", "BAG", "--ros-args",

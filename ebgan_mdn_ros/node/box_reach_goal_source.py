@@ -22,28 +22,23 @@ Times are the node clock (ROS time): the closed loop runs the sim in real time.
 """
 from __future__ import annotations
 
+import sys
 import json
 import math
-import signal
 import statistics
-import threading
 from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
-import rclpy
 from geometry_msgs.msg import PoseStamped
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
-from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import Trigger
 
-from ebgan_mdn_ros.config_base import require
+from ebgan_mdn_ros.config_base import ConfigError, require
 from ebgan_mdn_ros.node import conversions
-from ebgan_mdn_ros.node.executors import make_executor, spin
 from ebgan_mdn_ros.node.mujoco_sim_node import RESET_TOPIC
 from ebgan_mdn_ros.sim.box_reach_expert import box_reach_arm, solve_ik
 from ebgan_mdn_ros.tasks.box_reach import BoxReachConfig, route_of, sample_endpoints, tool_rotation
@@ -287,25 +282,11 @@ def summary_text(s: dict) -> str:
             f"time to goal mean {s['mean_seconds_to_goal']:.2f} s (median {s['median_seconds_to_goal']:.2f} s)")
 
 
-def main(argv: list[str] | None = None) -> None:
-    stop = threading.Event()  # SIGINT sets it between callbacks (rclpy's handler would raise inside one)
-    rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
-    previous = {number: signal.signal(number, lambda *_: stop.set()) for number in (signal.SIGINT, signal.SIGTERM)}
-    node = BoxReachGoalSource()
-    executor = make_executor("events")
-    executor.add_node(node)
-    try:
-        spin(executor, should_stop=lambda: stop.is_set() or node.finished)
-    except ExternalShutdownException:
-        pass
-    finally:
-        print(f"[{NODE_NAME}] {node.summary_text()}", flush=True)
-        executor.shutdown(timeout_sec=1.0)
-        node.destroy_node()
-        rclpy.try_shutdown()
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-
+def main(argv: list[str] | None = None) -> int:
+    from ebgan_mdn_ros.node.process import run_nodes
+    return run_nodes(NODE_NAME, BoxReachGoalSource, argv, startup_errors=(ConfigError, ValueError),
+                     on_stop=lambda nodes: print(f"[{NODE_NAME}] {nodes[0].summary_text()}", flush=True),
+                     done=lambda nodes: nodes[0].finished)
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -18,24 +18,19 @@ in:  goal_pose (geometry_msgs/PoseStamped)      out: goal (std_msgs/Float64Multi
 """
 from __future__ import annotations
 
+import sys
 import math
-import signal
-import threading
 from dataclasses import dataclass
 
 import numpy as np
-import rclpy
 from geometry_msgs.msg import PoseStamped
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile
-from rclpy.signals import SignalHandlerOptions
 from std_msgs.msg import Float64MultiArray
 
-from ebgan_mdn_ros.config_base import require
+from ebgan_mdn_ros.config_base import ConfigError, require
 from ebgan_mdn_ros.node import conversions
-from ebgan_mdn_ros.node.executors import make_executor, spin
 
 NODE_NAME = "goal_pose_relay"
 
@@ -125,24 +120,9 @@ class GoalPoseRelay(Node):
             self._pub.publish(self._msg)
 
 
-def main(argv: list[str] | None = None) -> None:
-    stop = threading.Event()  # SIGINT sets it between callbacks (rclpy's handler would raise inside one)
-    rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
-    previous = {number: signal.signal(number, lambda *_: stop.set()) for number in (signal.SIGINT, signal.SIGTERM)}
-    node = GoalPoseRelay()
-    executor = make_executor("events")
-    executor.add_node(node)
-    try:
-        spin(executor, should_stop=stop.is_set)
-    except ExternalShutdownException:
-        pass
-    finally:
-        executor.shutdown(timeout_sec=1.0)
-        node.destroy_node()
-        rclpy.try_shutdown()
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-
+def main(argv: list[str] | None = None) -> int:
+    from ebgan_mdn_ros.node.process import run_nodes
+    return run_nodes("goal_pose_relay", GoalPoseRelay, argv, startup_errors=(ConfigError, ValueError))
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

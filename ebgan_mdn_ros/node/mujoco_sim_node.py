@@ -38,39 +38,30 @@ stay monotonic across episodes.
 """
 from __future__ import annotations
 
+import sys
 import json
 import math
-import signal
-import threading
 import time
 from dataclasses import dataclass
 
 import numpy as np
-import rclpy
 from builtin_interfaces.msg import Time as TimeMsg
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import PoseStamped
 from rosgraph_msgs.msg import Clock
-from rclpy.executors import ExternalShutdownException
-try:
-    from rclpy.exceptions import RCLError  # newer rclpy re-exports it
-except ImportError:
-    from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
-    RCLError = _rclpy.RCLError
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile
-from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory
 
-from ebgan_mdn_ros.config_base import require
+from ebgan_mdn_ros.config_base import ConfigError, require
 from ebgan_mdn_ros.node import conversions
-from ebgan_mdn_ros.node.executors import make_executor, spin
+from ebgan_mdn_ros.node.process import RCLError
 from ebgan_mdn_ros.sim.box_reach_expert import box_reach_scene
 from ebgan_mdn_ros.sim.controllers import FORWARD, TRAJECTORY, ControllerSwitch
-from ebgan_mdn_ros.sim.mujoco_arm import ArmSimConfig, MujocoArm, SceneConfig
+from ebgan_mdn_ros.sim.mujoco_arm import ArmSimConfig, MujocoArm, RobotLoadError, SceneConfig
 
 SCENES = ("box_reach", "table")
 RESET_TOPIC = "mujoco_sim/reset_position"
@@ -331,27 +322,9 @@ class MujocoSimNode(Node):
         self._diagnostics_pub.publish(array)
 
 
-def main(argv: list[str] | None = None) -> None:
-    # rclpy's own SIGINT handler raises KeyboardInterrupt inside whatever callback runs; at 20x real
-    # time that is nearly always the physics tick (a FATAL log and a traceback). A flag stops the spin
-    # between callbacks instead, and the teardown runs uninterrupted.
-    stop = threading.Event()
-    rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
-    previous = {number: signal.signal(number, lambda *_: stop.set()) for number in (signal.SIGINT, signal.SIGTERM)}
-    node = MujocoSimNode()
-    executor = make_executor("events")
-    executor.add_node(node)
-    try:
-        spin(executor, should_stop=stop.is_set)
-    except ExternalShutdownException:
-        pass
-    finally:
-        executor.shutdown(timeout_sec=1.0)
-        node.destroy_node()
-        rclpy.try_shutdown()
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-
+def main(argv: list[str] | None = None) -> int:
+    from ebgan_mdn_ros.node.process import run_nodes
+    return run_nodes("mujoco_sim", MujocoSimNode, argv, startup_errors=(ConfigError, ValueError, RobotLoadError))
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -166,14 +166,16 @@ def fail(name: str, message: str) -> int:
 def run_nodes(name: str, build: Callable[[], Any], argv: Sequence[str] | None = None, *,
               executor: str | Callable[[list], str] = "events",
               startup_errors: tuple[type[BaseException], ...] = (),
-              on_stop: Callable[[list], None] | None = None) -> int:
+              on_stop: Callable[[list], None] | None = None,
+              done: Callable[[list], bool] | None = None) -> int:
     """Run a node process: init, ``build()`` its node(s), spin until SIGINT/SIGTERM, tear down; an exit code.
 
     ``build`` returns a Node or a list of them. ``executor`` is a kind for make_executor, or a function of
     the nodes that picks one (the policy node's comes from its parameters). ``startup_errors`` are the
     exceptions that mean "this configuration cannot run" (exit 2 with one line), in addition to rclpy's
     own for a bad params file or parameter. ``on_stop(nodes)`` runs after spinning, before the nodes are
-    destroyed (the goal source prints its summary). ``argv=None`` is the process's own command line: the
+    destroyed (the goal source prints its summary). ``done(nodes)`` ends the spin as a signal would (a
+    goal source that has run its episodes). ``argv=None`` is the process's own command line: the
     signals are then ignored from the end of the teardown until exit; an explicit argv is an in-process
     call and gets the caller's handlers back.
     """
@@ -194,7 +196,7 @@ def run_nodes(name: str, build: Callable[[], Any], argv: Sequence[str] | None = 
         for node in nodes:
             spinner.add_node(node)
         try:
-            spin(spinner, signals.is_set)
+            spin(spinner, signals.is_set if done is None else lambda: signals.is_set() or done(nodes))
         finally:
             if on_stop is not None:
                 on_stop(nodes)
