@@ -169,16 +169,23 @@ def step_ebgan_mdn(ctx: StepContext, condition, actions) -> dict:
     return {**losses, **_mdn_generator_step(ctx, condition, actions)}
 
 
+def _rnce_proposal(ctx: StepContext, condition):
+    """R-NCE's proposal for a batch: the uniform share of the negatives, the uniform log-density, and
+    the MDN's mixture, fixed (no gradient) while the energy takes its R steps on this batch."""
+    cfg = ctx.config.objective
+    share = cfg.uniform_negatives / (cfg.uniform_negatives + cfg.proposal_negatives)
+    with torch.no_grad():
+        mixture = ctx.networks.generator(condition)
+    return share, obj.uniform_log_density(ctx.data.box_low, ctx.data.box_high), mixture
+
+
 def step_rnce(ctx: StepContext, condition, actions) -> dict:
     """MDN by its own likelihood (plus optional energy term), energy by R-NCE with the MDN as proposal."""
     losses = _mdn_generator_step(ctx, condition, actions)
     if not ctx.train_energy:
         return losses
     cfg, nets, model = ctx.config.objective, ctx.networks, ctx.config.model
-    share = cfg.uniform_negatives / (cfg.uniform_negatives + cfg.proposal_negatives)
-    uniform_log_q = obj.uniform_log_density(ctx.data.box_low, ctx.data.box_high)
-    with torch.no_grad():  # the proposal is fixed while the energy takes its R steps on this batch
-        mixture = nets.generator(condition)
+    share, uniform_log_q, mixture = _rnce_proposal(ctx, condition)
     logits, means, scales = mixture
     for _ in range(cfg.energy_updates_per_batch):
         with torch.no_grad():
@@ -204,12 +211,9 @@ def step_rnce_ml(ctx: StepContext, condition, actions) -> dict:
     if not ctx.train_energy:
         return losses
     cfg, nets, model = ctx.config.objective, ctx.networks, ctx.config.model
-    share = cfg.uniform_negatives / (cfg.uniform_negatives + cfg.proposal_negatives)
-    uniform_log_q = obj.uniform_log_density(ctx.data.box_low, ctx.data.box_high)
-    ladder = torch.tensor(model.noise_ladder, dtype=torch.float32)
-    with torch.no_grad():
-        mixture = nets.generator(condition)
+    share, uniform_log_q, mixture = _rnce_proposal(ctx, condition)
     logits, means, scales = mixture
+    ladder = torch.tensor(model.noise_ladder, dtype=torch.float32)
     for _ in range(cfg.energy_updates_per_batch):
         with torch.no_grad():
             level = obj.draw_levels(len(actions), len(ladder), cfg.level_zero_share)
