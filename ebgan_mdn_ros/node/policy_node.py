@@ -224,9 +224,11 @@ class PolicyNode(Node):
         self._candidates_msg.action_names = list(manifest.action_names)
 
     def _publish_model_info(self) -> None:
+        # resolved once per model change, not on every diagnostics tick (realpath touches the filesystem)
+        self._model_label = model_label(self._swapper.active_dir, self._model_roots)
         # Topics are readable by any peer: names an operator recognises, no absolute paths (the log has them).
         self._model_info_pub.publish(conversions.model_info(
-            self.get_clock().now().to_msg(), model_label(self._swapper.active_dir, self._model_roots),
+            self.get_clock().now().to_msg(), self._model_label,
             self.runtime.manifest, self.runtime.providers, self.config.num_candidates,
             without_paths(self._swapper.last_result)))
 
@@ -439,7 +441,7 @@ class PolicyNode(Node):
             "decisions": self.decisions, "state_age_s": state_age, "states_rejected": self.states_rejected,
             "last_reject_reason": self._last_reject, "seed": self._seed_note or "seeded",
             "dry_run": self._dry_run, "running": self._running,
-            "model_directory": model_label(self._swapper.active_dir, self._model_roots),
+            "model_directory": self._model_label,
             "model_version": manifest.model_version,
             "model_sha256": conversions.graph_sha256(manifest, "generator"), "execution_providers": ",".join(self.runtime.providers),
             "last_swap_result": without_paths(self._swapper.last_result),
