@@ -4,12 +4,22 @@
     python benchmarks/quality.py --tasks ik --methods rnce mdn --seeds 0 1 2 --jobs 2
     python benchmarks/quality.py --report-only        # rebuild the table from stored results
     python benchmarks/quality.py --timing             # lone train times of the timed configurations
+    python benchmarks/quality.py --latency            # per-decision latency of every (task, method, rule)
 
 Runs go to benchmarks/out/runs/<task>/<method>/s<seed> (git-ignored); per-run metrics accumulate in
 benchmarks/results/quality.json; the table reports mean +- std over seeds per selection rule and
 checks the issue's targets for the deployed rule (mode_first). Train times in the tables are
 wall-clock with `--jobs` runs sharing the machine; the time targets are checked on `--timing` runs,
 which train the timed configurations one at a time (seed 0) as the CLI would.
+
+Per-decision latency (`--latency`, stored apart in benchmarks/results/quality_latency.json so that a
+training sweep running at the same time cannot overwrite it) is measured on each (task, method)'s
+architecture from its config with random weights (the time of a decision does not depend on them):
+one condition per call, p50 over the timed decisions. Two paths: `runtime` = PolicyRuntime.decide
+on the exported model (the one-decision interface the node calls; only MDN-based and diffusion
+models export), at the K the quality rows use (the config's inference.num_candidates; raw = K 1);
+`torch` = the evaluator's PolicySampler.decide on one condition (every method, IBC's optimiser
+included), torch eager with one thread.
 """
 from __future__ import annotations
 
@@ -33,6 +43,8 @@ RULES = ("raw", "lowest_energy", "mode_first", "importance",
          "annealed", "annealed_mode_first", "ddim_8", "ddim_16", "ddim_32")  # the last five: rnce-ml, diffusion
 RUNS = ROOT / "benchmarks" / "out" / "runs"
 RESULTS = ROOT / "benchmarks" / "results"
+LATENCY = RESULTS / "quality_latency.json"
+PRESERVED_SECTIONS = ("UR5e box reach",)  # sections of quality.md written by others: kept as they are
 COLUMNS = {  # task kind -> (metric key, header, format)
     "curve": [("tmc", "TMC %", ".1f"), ("amc", "AMC", ".2f"), ("off_manifold", "off-manifold %", ".2f"),
               ("kl", "KL", ".2f"), ("wasserstein", "W1", ".3f")],
@@ -86,6 +98,126 @@ def lone_train_seconds(task: str, method: str) -> float:
     seconds = train(config, definition.conditions, definition.actions, definition.spec).train_seconds
     print(f"{task:10s} {method:9s} alone: train {seconds:6.1f} s", flush=True)
     return seconds
+
+
+def _random_checkpoint(task: str, method: str):
+    """The (task, method) config's networks with random weights, normalised on the task's data."""
+    import torch
+    from ebgan_mdn_ros.tasks.catalog import get_task
+    from ebgan_mdn_ros.training.config import load_train_config
+    from ebgan_mdn_ros.training.trainer import build_networks, make_checkpoint, prepare_data
+    config = load_train_config(default_config_path(task, method), {"task": task, "method": method, "progress": False})
+    definition = get_task(task)
+    spec = definition.spec
+    torch.manual_seed(0)
+    _, condition_norm, action_norm = prepare_data(definition.conditions, definition.actions, spec)
+    networks = build_networks(method, spec.condition_dim, getattr(spec, "flat_action_dim", spec.action_dim), config)
+    return config, make_checkpoint(config, spec, condition_norm, action_norm, networks, definition.conditions, {}, 0.0)
+
+
+def _p50_p99(step, count: int, warmup: int) -> tuple[float, float]:
+    import time
+    for _ in range(warmup):
+        step()
+    seconds = np.empty(count)
+    for i in range(count):
+        start = time.perf_counter()
+        step()
+        seconds[i] = time.perf_counter() - start
+    return float(np.percentile(seconds, 50) * 1e6), float(np.percentile(seconds, 99) * 1e6)
+
+
+def _runtime(model_dir, rule: str, k: int, ddim_steps: int):
+    from ebgan_mdn_ros.evaluation.evaluate import DDIM_RULES
+    from ebgan_mdn_ros.runtime.policy_runtime import AnnealingConfig, PolicyRuntime
+    from ebgan_mdn_ros.runtime.runtime_config import RuntimeConfig
+    manifest = json.loads((Path(model_dir) / "manifest.json").read_text())
+    if manifest.get("policy_kind") == "diffusion":
+        return PolicyRuntime(model_dir, ddim_steps=DDIM_RULES.get(rule, ddim_steps))
+    if rule in ("annealed", "annealed_mode_first"):
+        return PolicyRuntime(model_dir, RuntimeConfig(num_candidates=k), annealing=AnnealingConfig(rule))
+    if rule == "raw":  # one mixture sample: mode first with one candidate
+        return PolicyRuntime(model_dir, RuntimeConfig(num_candidates=1))
+    return PolicyRuntime(model_dir, RuntimeConfig(num_candidates=k, selection=rule))
+
+
+def decision_latency(task: str, method: str, count: int = 300, warmup: int = 30) -> dict:
+    """rule -> {torch_p50_us, torch_p99_us[, runtime_p50_us, runtime_p99_us], k} for one (task, method)."""
+    import tempfile
+    import torch
+    from ebgan_mdn_ros.evaluation.evaluate import ALL_RULES, PolicySampler
+    from ebgan_mdn_ros.export.exporter import ExportError, export_model
+    from ebgan_mdn_ros.tasks.catalog import get_task
+    torch.set_num_threads(1)
+    config, ckpt = _random_checkpoint(task, method)
+    inference = config.inference
+    policy = PolicySampler(ckpt, inference.num_candidates, inference.importance_temperature,
+                           inference.keep_min_weight, inference.ddim_steps)
+    condition = np.asarray(get_task(task).test_conditions[:1], np.float32)
+    rng = np.random.default_rng(0)
+    timings = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = Path(tmp) / "model"
+        try:
+            export_model(ckpt, model_dir)
+        except ExportError:
+            model_dir = None
+        for rule in ALL_RULES:
+            if rule not in RULES or not policy.supports(rule):
+                continue
+            p50, p99 = _p50_p99(lambda: policy.decide(condition, rule, rng), count, warmup)
+            k = 1 if rule == "raw" and not policy.is_diffusion else inference.num_candidates
+            entry = {"torch_p50_us": p50, "torch_p99_us": p99, "k": k}
+            if model_dir is not None:
+                runtime = _runtime(model_dir, rule, inference.num_candidates, inference.ddim_steps)
+                entry["runtime_p50_us"], entry["runtime_p99_us"] = _p50_p99(lambda: runtime.decide(condition[0]),
+                                                                            count, warmup)
+            timings[rule] = entry
+    print(f"{task:10s} {method:9s} latency: " + ", ".join(
+        f"{r} {e.get('runtime_p50_us', e['torch_p50_us']):.0f} us" for r, e in timings.items()), flush=True)
+    return timings
+
+
+def measure_latencies(tasks, methods) -> None:
+    import datetime
+    import os
+    import platform
+    stored = json.loads(LATENCY.read_text()) if LATENCY.is_file() else {}
+    for task in tasks:
+        for method in methods:
+            load = os.getloadavg()
+            stored.setdefault(task, {})[method] = decision_latency(task, method)
+            meta = stored.setdefault("_meta", {})
+            meta.setdefault("load_average_1min", []).append(round(load[0], 2))
+            meta.update(machine=f"{platform.machine()}, {os.cpu_count()} CPUs", threads=1,
+                        measured_at=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+            LATENCY.write_text(json.dumps(stored, indent=1, sort_keys=True))
+
+
+def _latency_cells(latency: dict, task: str, method: str, rule: str) -> str:
+    entry = latency.get(task, {}).get(method, {}).get(rule)
+    if not entry:
+        return "n/a | n/a"
+    runtime = f"{entry['runtime_p50_us']:.0f}" if "runtime_p50_us" in entry else "-"
+    return f"{runtime} | {entry['torch_p50_us']:.0f}"
+
+
+def _preserved_sections(path: Path, generated: str) -> list[str]:
+    """Sections of the existing file titled as in PRESERVED_SECTIONS that this run did not generate."""
+    if not path.is_file():
+        return []
+    kept, current = [], None
+    for line in path.read_text().splitlines():
+        if line.startswith("## "):
+            current = [line] if any(line[3:].startswith(t) for t in PRESERVED_SECTIONS) else None
+            if current is not None and line not in generated.splitlines():
+                kept.append(current)
+            continue
+        if line.startswith("# ") and not line.startswith("## "):
+            current = None
+        if current is not None:
+            current.append(line)
+    return ["\n".join(section).rstrip() for section in kept]
 
 
 def _flat(rule_metrics: dict) -> dict:
@@ -162,15 +294,24 @@ def write_report(results: dict, seeds: list[int]) -> Path:
              "importance = exp(-E)/q resampling; annealed (_mode_first) = SMC down an rnce-ml run's noise "
              "ladder (docs/method.md sec. 10); ddim_S = a diffusion run's DDIM at S steps, its raw at the "
              "config's inference.ddim_steps (sec. 11). n/a = the method has no energy or no mixture for that rule.",
+             "",
+             "train s: wall clock per run (mean ± std over seeds), with `--jobs` runs and other engineers' jobs "
+             "sharing the machine. runtime us / torch us: per-decision latency p50 (`quality.py --latency`), on "
+             "the config's architecture with random weights, one condition per call, one thread: runtime = "
+             "PolicyRuntime.decide on the exported model at the row's K (the config's inference.num_candidates; "
+             "raw = K 1), - where the method does not export (no mixture generator); torch = the evaluator's "
+             "PolicySampler.decide (torch eager). " + _latency_note(),
              ""]
     lines += target_lines(results)
+    latency = json.loads(LATENCY.read_text()) if LATENCY.is_file() else {}
     for task in TASKS:
         runs = results.get(task)
         if not runs:
             continue
         columns = COLUMNS[KIND[task]]
-        lines += [f"## {task}", "", "| method | rule | " + " | ".join(h for _, h, _ in columns) + " | train s |",
-                  "|---|---|" + "---|" * (len(columns) + 1)]
+        lines += [f"## {task}", "", "| method | rule | " + " | ".join(h for _, h, _ in columns)
+                  + " | train s | runtime us | torch us |",
+                  "|---|---|" + "---|" * (len(columns) + 3)]
         for method in METHODS:
             per_seed = [runs[method][s] for s in map(str, seeds) if method in runs and s in runs[method]]
             if not per_seed:
@@ -181,14 +322,27 @@ def write_report(results: dict, seeds: list[int]) -> Path:
                 if not rule_runs:
                     continue
                 cells = [_mean_std([r[key] for r in rule_runs if key in r], fmt) for key, _, fmt in columns]
-                lines.append(f"| {method} | {rule} | " + " | ".join(cells) + f" | {train} |")
+                lines.append(f"| {method} | {rule} | " + " | ".join(cells) + f" | {train} | "
+                             + _latency_cells(latency, task, method, rule) + " |")
         plot = RESULTS / "plots" / f"{task}.png"
         if plot.is_file():
             lines += ["", f"![{task}](plots/{plot.name})"]
         lines.append("")
     path = RESULTS / "quality.md"
-    path.write_text("\n".join(lines) + "\n")
+    text = "\n".join(lines) + "\n"
+    for section in _preserved_sections(path, text):
+        text += "\n" + section + "\n"
+    path.write_text(text)
     return path
+
+
+def _latency_note() -> str:
+    meta = (json.loads(LATENCY.read_text()) if LATENCY.is_file() else {}).get("_meta")
+    if not meta:
+        return "Latency not measured yet."
+    loads = meta.get("load_average_1min", [])
+    return (f"Measured {meta['measured_at']} on {meta['machine']}, 1-min load average "
+            f"{min(loads):.1f}-{max(loads):.1f} during the measurement.")
 
 
 def collect_plots(tasks, methods=("rnce", "ebgan-mdn")) -> None:
@@ -217,6 +371,7 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (they share the CPU)")
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--timing", action="store_true", help="time the headline configurations alone")
+    parser.add_argument("--latency", action="store_true", help="per-decision latency of each (task, method, rule)")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     store = RESULTS / "quality.json"
@@ -225,6 +380,8 @@ def main() -> int:
         for task, method in TIMED:
             results.setdefault("timing", {})[f"{task}/{method}"] = lone_train_seconds(task, method)
             store.write_text(json.dumps(results, indent=1, sort_keys=True))
+    elif args.latency:
+        measure_latencies(args.tasks, args.methods)
     elif not args.report_only:
         jobs = [(t, m, s) for t in args.tasks for m in args.methods for s in args.seeds]
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:
