@@ -29,6 +29,9 @@ def _check_type(value: Any, annotation: Any, key: str) -> Any:
                 return _check_type(value, option, key)
             except ConfigError as exc:
                 errors.append(str(exc))
+        concrete = [option for option in args if option is not type(None)]
+        if value is not None and len(concrete) == 1:  # X | None given an X: say what is wrong with it
+            raise ConfigError(errors[args.index(concrete[0])])
         raise ConfigError(f"{key}: {value!r} matches none of {annotation}")
     if annotation is type(None):
         if value is None:

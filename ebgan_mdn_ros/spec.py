@@ -8,6 +8,7 @@ Condition names, one per condition dimension, say where the node finds each valu
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 ACTION_KINDS = ("absolute", "delta")  # absolute: action = joint target; delta: target = position + action
@@ -36,6 +37,28 @@ def parse_condition_name(name: str) -> tuple[str, str | int]:
 
 
 @dataclass(frozen=True)
+class ChunkSpec:
+    """An action chunk: the policy answers one condition with ``horizon`` actions, one per ``dt`` seconds
+    (action i is the target for time_of_condition + (i + 1) * dt), and a robot executes ``n_exec`` of
+    them before it asks again. Flattened step-major ([H, A] -> H*A) wherever a network sees it."""
+    horizon: int
+    n_exec: int
+    dt: float
+
+    def __post_init__(self):
+        if not (isinstance(self.horizon, int) and not isinstance(self.horizon, bool) and self.horizon >= 1):
+            raise ValueError(f"chunk.horizon: {self.horizon!r} must be an integer >= 1")
+        if not (isinstance(self.n_exec, int) and not isinstance(self.n_exec, bool) and 1 <= self.n_exec):
+            raise ValueError(f"chunk.n_exec: {self.n_exec!r} must be an integer >= 1")
+        if self.n_exec > self.horizon:
+            raise ValueError(f"chunk.n_exec: {self.n_exec} is more than the horizon {self.horizon} "
+                             "(a robot cannot execute actions the chunk does not have)")
+        if not (isinstance(self.dt, (int, float)) and not isinstance(self.dt, bool)
+                and math.isfinite(self.dt) and self.dt > 0):
+            raise ValueError(f"chunk.dt: {self.dt!r} must be a finite number of seconds > 0")
+
+
+@dataclass(frozen=True)
 class PolicySpec:
     """What a policy reads and writes, in raw units.
 
@@ -43,12 +66,15 @@ class PolicySpec:
     action_names: one per action dimension (joint names for a joint-space policy).
     action_low/high: the action box (uniform negatives are drawn in it; the runtime clamps to it).
     action_kind: "absolute" (action = joint target) or "delta" (joint target = position + action).
+    chunk: None for one action per condition; else the chunk's horizon, n_exec and dt. The names and
+      the box are per step either way; the networks see the flattened chunk (flat_action_*).
     """
     condition_names: tuple[str, ...]
     action_names: tuple[str, ...]
     action_low: tuple[float, ...]
     action_high: tuple[float, ...]
     action_kind: str = "absolute"
+    chunk: ChunkSpec | None = None
 
     def __post_init__(self):
         if len(self.action_low) != len(self.action_names) or len(self.action_high) != len(self.action_names):
@@ -68,9 +94,32 @@ class PolicySpec:
     def action_dim(self) -> int:
         return len(self.action_names)
 
+    @property
+    def horizon(self) -> int:
+        return 1 if self.chunk is None else self.chunk.horizon
+
+    @property
+    def flat_action_dim(self) -> int:
+        """What a network outputs and scores: horizon x action_dim (action_dim without a chunk)."""
+        return self.horizon * self.action_dim
+
+    @property
+    def flat_action_low(self) -> tuple[float, ...]:
+        return tuple(self.action_low) * self.horizon
+
+    @property
+    def flat_action_high(self) -> tuple[float, ...]:
+        return tuple(self.action_high) * self.horizon
+
     def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        data = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        if data["chunk"] is None:
+            del data["chunk"]  # a per-step spec reads exactly as before chunks existed
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "PolicySpec":
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        data = dict(data)
+        chunk = data.pop("chunk", None)
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()},
+                   chunk=None if chunk is None else ChunkSpec(**chunk))

@@ -27,6 +27,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"valid: {manifest.model_version} ({manifest.method}, task {manifest.task})")
     print(f"  condition ({manifest.condition_size}): {', '.join(manifest.condition_names)}")
     print(f"  action ({manifest.action_size}, {manifest.action_kind}): {', '.join(manifest.action_names)}")
+    if manifest.chunk is not None:
+        chunk = manifest.chunk
+        print(f"  chunk: horizon {chunk.horizon} steps of {chunk.dt:g} s ({chunk.horizon * chunk.dt:g} s), "
+              f"executes {chunk.n_exec} before replanning; graphs see {manifest.flat_action_size} action values")
     print(f"  components: {manifest.num_components}; energy: {manifest.energy_source}; "
           f"threshold suggestion: {manifest.energy_threshold}")
     print(f"  graphs: {', '.join(g.file for g in manifest.graphs.values())}; providers: {', '.join(model.providers)}")

@@ -280,7 +280,9 @@ def make_runtime_validator(joint_names: Sequence[str], condition_names: Sequence
             decision = runtime.decide(condition)
             wall = time.perf_counter() - start
             action = np.asarray(decision.action, dtype=np.float64)
-            if action.shape != (len(joint_names),) or not np.all(np.isfinite(action)):
+            # a chunk model's action is the whole chunk, flattened: horizon x joints
+            if (action.shape != (getattr(manifest, "horizon", 1) * len(joint_names),)
+                    or not np.all(np.isfinite(action))):
                 raise ModelRejected(f"probe decision {i} has a non-finite or misshapen action: {action.tolist()}")
             energy = getattr(decision, "energy", 0.0)
             if energy is None or not math.isfinite(float(energy)):

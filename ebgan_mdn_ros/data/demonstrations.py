@@ -1,7 +1,9 @@
 """User demonstrations from .npz or .csv: (conditions, actions) pairs plus their names and action box.
 
 .npz: arrays `conditions` [N, C] and `actions` [N, A], optional `condition_names` / `action_names`
-(string arrays). .csv: a header row; the caller names which columns are conditions and which are
+(string arrays). An action-chunk file (docs/chunks.md) adds the scalars `chunk_horizon`,
+`chunk_n_exec` and `chunk_dt`; its actions are [N, H*A] (H steps flattened step-major) and its
+action_names name the A joints once. .csv: a header row; the caller names which columns are conditions and which are
 actions. Every problem (missing key or column, NaN, mismatched lengths) is a ValueError that says
 which file and what.
 """
@@ -14,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ebgan_mdn_ros.spec import PolicySpec
+from ebgan_mdn_ros.spec import ChunkSpec, PolicySpec
 
 BOX_MARGIN = 0.1  # the action box is the data's range widened by this share on each side
 
@@ -22,16 +24,18 @@ BOX_MARGIN = 0.1  # the action box is the data's range widened by this share on 
 @dataclass(frozen=True, eq=False)
 class Demonstrations:
     conditions: np.ndarray   # [N, C] float32
-    actions: np.ndarray      # [N, A] float32
+    actions: np.ndarray      # [N, A] float32 ([N, H*A] for chunks)
     condition_names: tuple[str, ...]
     action_names: tuple[str, ...]
+    chunk: ChunkSpec | None = None
 
     def spec(self, action_kind: str = "absolute") -> PolicySpec:
-        """A PolicySpec whose action box is the demonstrated range plus a margin."""
-        low, high = self.actions.min(0).astype(np.float64), self.actions.max(0).astype(np.float64)
+        """A PolicySpec whose action box is the demonstrated range plus a margin (over every step of a chunk)."""
+        steps = self.actions.reshape(-1, len(self.action_names))
+        low, high = steps.min(0).astype(np.float64), steps.max(0).astype(np.float64)
         margin = BOX_MARGIN * np.maximum(high - low, 1e-3)
         return PolicySpec(self.condition_names, self.action_names, tuple((low - margin).tolist()),
-                          tuple((high + margin).tolist()), action_kind)
+                          tuple((high + margin).tolist()), action_kind, self.chunk)
 
 
 def load_demonstrations(path: str | Path, condition_columns: Sequence[str] = (),
@@ -54,8 +58,25 @@ def _from_npz(path: Path) -> Demonstrations:
         conditions, actions = _as_matrix(archive["conditions"], path, "conditions"), \
             _as_matrix(archive["actions"], path, "actions")
         condition_names = _names(archive, "condition_names", conditions.shape[1], "condition", path)
-        action_names = _names(archive, "action_names", actions.shape[1], "action", path)
-    return _checked(path, conditions, actions, condition_names, action_names)
+        chunk = _chunk(archive, path)
+        horizon = 1 if chunk is None else chunk.horizon
+        if actions.shape[1] % horizon:
+            raise ValueError(f"{path}: actions have {actions.shape[1]} columns, not a multiple of chunk_horizon {horizon}")
+        action_names = _names(archive, "action_names", actions.shape[1] // horizon, "action", path)
+    return _checked(path, conditions, actions, condition_names, action_names, chunk)
+
+
+def _chunk(archive, path: Path) -> ChunkSpec | None:
+    keys = ("chunk_horizon", "chunk_n_exec", "chunk_dt")
+    present = [key for key in keys if key in archive]
+    if not present:
+        return None
+    if len(present) != len(keys):
+        raise ValueError(f"{path}: a chunk file needs all of {list(keys)}, found only {present}")
+    try:
+        return ChunkSpec(int(archive["chunk_horizon"]), int(archive["chunk_n_exec"]), float(archive["chunk_dt"]))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
 
 
 def _as_matrix(values: np.ndarray, path: Path, key: str) -> np.ndarray:
@@ -109,7 +130,7 @@ def _from_csv(path: Path, condition_columns: tuple[str, ...], action_columns: tu
     return _checked(path, table[:, :split], table[:, split:], condition_columns, action_columns)
 
 
-def _checked(path, conditions, actions, condition_names, action_names) -> Demonstrations:
+def _checked(path, conditions, actions, condition_names, action_names, chunk=None) -> Demonstrations:
     if len(conditions) != len(actions):
         raise ValueError(f"{path}: {len(conditions)} conditions but {len(actions)} actions")
     if len(actions) < 2:
@@ -119,5 +140,5 @@ def _checked(path, conditions, actions, condition_names, action_names) -> Demons
         if bad.any():
             rows, columns = np.nonzero(bad)
             raise ValueError(f"{path}: {int(bad.sum())} NaN/inf value(s) in {key}, first at row {rows[0]} "
-                             f"column {names[columns[0]]!r}")
-    return Demonstrations(conditions, actions, tuple(condition_names), tuple(action_names))
+                             f"column {names[columns[0] % len(names)]!r}")
+    return Demonstrations(conditions, actions, tuple(condition_names), tuple(action_names), chunk)

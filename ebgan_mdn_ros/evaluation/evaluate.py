@@ -55,8 +55,8 @@ class PolicySampler:
         self.is_multilevel = isinstance(checkpoint.energy, LevelEnergyMLP)
         self.ddim_steps = ddim_steps
         self.distribution = getattr(checkpoint.generator, "distribution", "gaussian")
-        self.action_low = checkpoint.action_normalizer(torch.tensor(checkpoint.spec.action_low)).numpy()
-        self.action_high = checkpoint.action_normalizer(torch.tensor(checkpoint.spec.action_high)).numpy()
+        self.action_low = checkpoint.action_normalizer(torch.tensor(checkpoint.spec.flat_action_low)).numpy()
+        self.action_high = checkpoint.action_normalizer(torch.tensor(checkpoint.spec.flat_action_high)).numpy()
 
     def supports(self, rule: str) -> bool:
         if rule in DDIM_RULES:
@@ -96,7 +96,7 @@ class PolicySampler:
 
     def _decide_normalised(self, condition, rule, rng, previous):
         batch, count = condition.shape[0], self.num_candidates
-        action_dim = self.ckpt.spec.action_dim
+        action_dim = self.ckpt.spec.flat_action_dim
         no_component = np.full(batch, -1)
         if self.is_diffusion:
             return self._ddim(condition, DDIM_RULES.get(rule, self.ddim_steps), rng), no_component
@@ -133,7 +133,7 @@ class PolicySampler:
 
     def _annealed(self, condition, rule, mixture, rng, previous):
         """SMC down the ladder through the runtime's annealing.anneal, in normalised units (sigma as trained)."""
-        batch, count, action_dim = condition.shape[0], self.num_candidates, self.ckpt.spec.action_dim
+        batch, count, action_dim = condition.shape[0], self.num_candidates, self.ckpt.spec.flat_action_dim
         ladder = np.asarray(self.ckpt.energy.noise_ladder, np.float64)
         draws = annealing.draw_noise(rng, len(ladder), batch, count, action_dim)
 
@@ -153,7 +153,7 @@ class PolicySampler:
         def denoise(sample: np.ndarray, t: int) -> np.ndarray:
             timestep = torch.full((sample.shape[0],), float(t))
             return denoiser(condition, torch.from_numpy(sample), timestep).double().numpy()
-        noise = rng.standard_normal((condition.shape[0], self.ckpt.spec.action_dim))
+        noise = rng.standard_normal((condition.shape[0], self.ckpt.spec.flat_action_dim))
         return diffusion.ddim_sample(denoise, denoiser.alpha_bar.double().numpy(), steps, noise,
                                      self.action_low, self.action_high)
 
@@ -173,7 +173,7 @@ class PolicySampler:
         population's softmax instead, which keeps the modes that the argmin would drop. One
         population serves `draws` decisions at the same condition.
         """
-        batch, action_dim = condition.shape[0], self.ckpt.spec.action_dim
+        batch, action_dim = condition.shape[0], self.ckpt.spec.flat_action_dim
         low, high = self.action_low, self.action_high
         samples = low + (high - low) * rng.random((batch, IBC_POPULATION, action_dim))
         noise = IBC_NOISE

@@ -26,7 +26,7 @@ import torch
 
 from ebgan_mdn_ros.export import onnx_graphs as wrappers
 from ebgan_mdn_ros.runtime import selection
-from ebgan_mdn_ros.runtime.manifest import (MANIFEST_FILE, MANIFEST_FORMAT, DiffusionSchedule, EnergyCalibration,
+from ebgan_mdn_ros.runtime.manifest import (MANIFEST_FILE, Chunk, MANIFEST_FORMAT, DiffusionSchedule, EnergyCalibration,
                                             GraphSpec, LevelEmbedding, Manifest, Normalization, graph_io, json_safe,
                                             sha256_of, write_manifest)
 from ebgan_mdn_ros.runtime.model_loader import load_model, session_options
@@ -78,7 +78,7 @@ def export_model(source: str | Path | Checkpoint, out_dir: str | Path, *, model_
     staging.mkdir()
     try:
         spec = ckpt.spec
-        sizes = (spec.condition_dim, spec.action_dim, _num_components(ckpt))
+        sizes = (spec.condition_dim, spec.flat_action_dim, _num_components(ckpt))
         for role, module in modules.items():
             _export_graph(module, role, staging / GRAPH_FILES[role], *sizes, levels=_ladder(ckpt) is not None)
         sessions = {role: ort.InferenceSession(str(staging / GRAPH_FILES[role]), sess_options=session_options(),
@@ -143,7 +143,7 @@ def _wrap(ckpt: Checkpoint) -> tuple[dict[str, torch.nn.Module], dict[str, torch
         reference_energy = wrappers.ReferenceLevelEnergy(ckpt.energy, ckpt.condition_normalizer,
                                                          ckpt.action_normalizer).eval()
         clean = len(ckpt.energy.noise_ladder) - 1  # the decision graph scores real actions: the data's level
-        low, high = torch.tensor(ckpt.spec.action_low), torch.tensor(ckpt.spec.action_high)
+        low, high = torch.tensor(ckpt.spec.flat_action_low), torch.tensor(ckpt.spec.flat_action_high)
         return ({"generator": generator, "energy": energy, "decision": wrappers.DecisionGraph(
                     generator, wrappers.CleanLevel(energy, clean), low, high).eval()},
                 {"generator": generator, "energy": reference_energy, "decision": wrappers.DecisionGraph(
@@ -152,7 +152,7 @@ def _wrap(ckpt: Checkpoint) -> tuple[dict[str, torch.nn.Module], dict[str, torch
         energy = wrappers.EnergyGraph(ckpt.energy, ckpt.condition_normalizer, ckpt.action_normalizer).eval()
         reference_energy = wrappers.ReferenceEnergy(ckpt.energy, ckpt.condition_normalizer,
                                                     ckpt.action_normalizer).eval()
-    low, high = torch.tensor(ckpt.spec.action_low), torch.tensor(ckpt.spec.action_high)
+    low, high = torch.tensor(ckpt.spec.flat_action_low), torch.tensor(ckpt.spec.flat_action_high)
     modules = {"generator": generator, "energy": energy,
                "decision": wrappers.DecisionGraph(generator, energy, low, high).eval()}
     references = {"generator": generator, "energy": reference_energy,
@@ -219,7 +219,7 @@ def _parity_inputs(ckpt: Checkpoint, rng: np.random.Generator, batch: int, count
     mean = ckpt.condition_normalizer.mean.numpy()
     std = ckpt.condition_normalizer.std.numpy()
     condition = (mean + spread * std * rng.standard_normal((batch, mean.size))).astype(np.float32)
-    low, high = np.asarray(ckpt.spec.action_low), np.asarray(ckpt.spec.action_high)
+    low, high = np.asarray(ckpt.spec.flat_action_low), np.asarray(ckpt.spec.flat_action_high)
     centre, half = (low + high) / 2, (high - low) / 2
     actions = (centre + spread * half * rng.uniform(-1, 1, (batch, count, low.size))).astype(np.float32)
     return condition, actions
@@ -232,7 +232,7 @@ def check_parity(ckpt: Checkpoint, references: dict, sessions: dict, tolerance: 
     this also checks the rewrites in onnx_graphs, not only the exporter.
     """
     rng = np.random.default_rng(seed)
-    m, a, ladder = _num_components(ckpt), ckpt.spec.action_dim, _ladder(ckpt)
+    m, a, ladder = _num_components(ckpt), ckpt.spec.flat_action_dim, _ladder(ckpt)
     report = {}
     for role in sessions:
         worst_abs, worst_scaled, mismatched_components = 0.0, 0.0, 0
@@ -292,12 +292,12 @@ def calibrate_threshold(ckpt: Checkpoint, sessions: dict, conditions: np.ndarray
     conditions = np.asarray(conditions, dtype=np.float32).reshape(-1, ckpt.spec.condition_dim)
     if len(conditions) > max_conditions:
         conditions = conditions[rng.choice(len(conditions), max_conditions, replace=False)]
-    low, high = np.asarray(ckpt.spec.action_low, np.float32), np.asarray(ckpt.spec.action_high, np.float32)
+    low, high = np.asarray(ckpt.spec.flat_action_low, np.float32), np.asarray(ckpt.spec.flat_action_high, np.float32)
     chosen = []
     for start in range(0, len(conditions), 32):
         condition = conditions[start:start + 32]
         batch = len(condition)
-        noise = rng.standard_normal((batch, num_candidates, ckpt.spec.action_dim), dtype=np.float32)
+        noise = rng.standard_normal((batch, num_candidates, ckpt.spec.flat_action_dim), dtype=np.float32)
         uniforms, previous = selection.graph_inputs("mode_first", rng.random((batch, num_candidates), dtype=np.float32),
                                                     np.full(batch, -1, dtype=np.int64))
         if "decision" in sessions:
@@ -321,7 +321,7 @@ def calibrate_threshold(ckpt: Checkpoint, sessions: dict, conditions: np.ndarray
 def _manifest(ckpt: Checkpoint, staging: Path, roles: list[str], model_version: str | None, threshold: float | None,
               calibration: EnergyCalibration | None, parity: dict, tolerance: float, metrics: dict) -> Manifest:
     spec = ckpt.spec
-    sizes = (spec.condition_dim, spec.action_dim, _num_components(ckpt))
+    sizes = (spec.condition_dim, spec.flat_action_dim, _num_components(ckpt))
     ladder = _ladder(ckpt)
     graphs = {}
     for role in roles:
@@ -356,7 +356,8 @@ def _manifest(ckpt: Checkpoint, staging: Path, roles: list[str], model_version: 
         training_config=json_safe(ckpt.config), metrics=json_safe(metrics),
         exported_with={"torch": torch.__version__, "onnxruntime": ort.__version__, "opset": OPSET,
                        "exporter": "torch.onnx.export(dynamo=False)"},
-        exported_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), **kind)
+        exported_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        chunk=None if spec.chunk is None else Chunk(spec.chunk.horizon, spec.chunk.n_exec, float(spec.chunk.dt)), **kind)
 
 
 def _publish(staging: Path, out_dir: Path, files: list[str]) -> None:

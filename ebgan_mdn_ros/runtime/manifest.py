@@ -33,7 +33,7 @@ POLICY_KINDS = ("mixture", "diffusion")
 # Keys added after ebgan-mdn-model/1 first shipped, with their defaults: a manifest leaves them out at
 # their default, so a mixture model exported today still reads in a runtime that predates them.
 OPTIONAL_KEYS = {"policy_kind": "mixture", "noise_ladder": None, "level_embedding": None, "denoiser": None,
-                 "diffusion": None}
+                 "diffusion": None, "chunk": None}
 DTYPES = ("float32", "int64")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _FILE_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.onnx$")
@@ -135,6 +135,24 @@ class DiffusionSchedule:
 
 
 @dataclass(frozen=True)
+class Chunk:
+    """An action-chunk model (docs/chunks.md): each decision is ``horizon`` actions, action i the target
+    for the answered state's time + (i + 1) * dt seconds, flattened step-major in every graph (the
+    action tensors' last axis is horizon * action_size, and so is the action normalisation). A robot
+    executes ``n_exec`` of them before it asks again (the node may replan earlier, never later)."""
+    horizon: int
+    n_exec: int
+    dt: float
+
+    def __post_init__(self):
+        if self.horizon < 1 or not 1 <= self.n_exec <= self.horizon:
+            raise ConfigError(f"chunk: horizon {self.horizon} and n_exec {self.n_exec} must satisfy "
+                              "1 <= n_exec <= horizon")
+        if not (math.isfinite(self.dt) and self.dt > 0):
+            raise ConfigError(f"chunk.dt: {self.dt!r} must be a finite number of seconds > 0")
+
+
+@dataclass(frozen=True)
 class Manifest:
     format: str
     model_version: str
@@ -165,6 +183,7 @@ class Manifest:
     level_embedding: LevelEmbedding | None = None
     denoiser: GraphSpec | None = None
     diffusion: DiffusionSchedule | None = None
+    chunk: Chunk | None = None
 
     def __post_init__(self):
         if self.format != MANIFEST_FORMAT:
@@ -190,13 +209,17 @@ class Manifest:
         if self.energy_threshold is not None and not math.isfinite(self.energy_threshold):
             raise ConfigError(f"energy_threshold: {self.energy_threshold!r} must be finite or null")
         norm = self.normalization
+        if self.chunk is not None and (self.policy_kind != "mixture" or self.noise_ladder is not None):
+            raise ConfigError("chunk: action chunks are served for one-level mixture models only "
+                              f"(this is a {self.policy_kind} model{' with a noise ladder' if self.noise_ladder else ''})")
+        flat = self.flat_action_size
         for key, size in (("condition_mean", self.condition_size), ("condition_std", self.condition_size),
-                          ("action_mean", self.action_size), ("action_std", self.action_size)):
+                          ("action_mean", flat), ("action_std", flat)):
             if len(getattr(norm, key)) != size:
                 raise ConfigError(f"normalization.{key}: expected {size} entries, got {len(getattr(norm, key))}")
         self._check_kind()
         for role, graph in self.graphs.items():
-            expected = graph_io(role, self.condition_size, self.action_size, self.num_components,
+            expected = graph_io(role, self.condition_size, flat, self.num_components,
                                 levels=self.noise_ladder is not None)
             if (graph.inputs, graph.outputs) != expected:
                 raise ConfigError(f"{role}: its inputs/outputs {signature(graph.inputs, graph.outputs)} differ from "
@@ -231,6 +254,23 @@ class Manifest:
             raise ConfigError("denoiser and diffusion belong to policy_kind 'diffusion', not 'mixture'")
         if self.energy_source == "none":
             raise ConfigError("energy_source: 'none' is for diffusion models; a mixture model has an energy")
+
+    @property
+    def horizon(self) -> int:
+        return 1 if self.chunk is None else self.chunk.horizon
+
+    @property
+    def flat_action_size(self) -> int:
+        """The graphs' action width: horizon * action_size (action_size for a one-step model)."""
+        return self.horizon * self.action_size
+
+    @property
+    def flat_action_low(self) -> tuple[float, ...]:
+        return tuple(self.action_low) * self.horizon
+
+    @property
+    def flat_action_high(self) -> tuple[float, ...]:
+        return tuple(self.action_high) * self.horizon
 
     @property
     def graphs(self) -> dict[str, GraphSpec]:

@@ -272,8 +272,8 @@ def probe_model(model: LoadedModel) -> None:
     """Run each session once on training-like input; outputs must be finite and shaped as promised."""
     manifest, sessions = model.manifest, model.sessions
     condition = probe_conditions(manifest)
-    batch, m, a = condition.shape[0], manifest.num_components, manifest.action_size
-    candidates = np.tile(((np.asarray(manifest.action_low) + np.asarray(manifest.action_high)) / 2)
+    batch, m, a = condition.shape[0], manifest.num_components, manifest.flat_action_size
+    candidates = np.tile(((np.asarray(manifest.flat_action_low) + np.asarray(manifest.flat_action_high)) / 2)
                          .astype(np.float32), (batch, 4, 1))
     if "generator" in sessions:
         logits, means, scales = _run(model, "generator", {"condition": condition})

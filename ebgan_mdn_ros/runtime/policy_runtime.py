@@ -27,7 +27,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ebgan_mdn_ros.runtime import annealing as annealed, diffusion, sampler, selection
+from ebgan_mdn_ros.runtime import annealing as annealed, chunk_selection, diffusion, sampler, selection
 from ebgan_mdn_ros.runtime.annealing import AnnealingConfig
 from ebgan_mdn_ros.config_base import ConfigError
 from ebgan_mdn_ros.runtime.manifest import Manifest, load_manifest
@@ -41,8 +41,9 @@ __all__ = ["RuntimeConfig", "AnnealingConfig", "Decision", "PolicyRuntime", "Mod
 class Decision:
     """One decision. A diffusion model has no candidates to choose from and no energy: K = 1 (the
     action), energies NaN, component 0, and it is trusted when its action is finite."""
-    action: np.ndarray  # [A] float64, raw units; for action_kind "delta" this is the delta
-    candidates: np.ndarray  # [K,A] float32
+    action: np.ndarray  # [A] float64, raw units; for action_kind "delta" this is the delta. A chunk
+    # model's is the whole chunk, flattened step-major: [H*A] (reshape(H, A) for the steps)
+    candidates: np.ndarray  # [K,A] float32 ([K,H*A] for a chunk model)
     energies: np.ndarray  # [K] float32, lower is better
     components: np.ndarray  # [K] int64, mixture component of each candidate
     chosen_index: int
@@ -90,6 +91,7 @@ class PolicyRuntime:
         self._allocate()
         self._rng = np.random.default_rng(config.seed)
         self._previous_component = -1
+        self.horizon = self.manifest.horizon
 
     # -- set-up ---------------------------------------------------------------------------------
 
@@ -119,7 +121,7 @@ class PolicyRuntime:
         if self.is_diffusion:
             self._allocate_diffusion()
             return
-        k, a = self.config.num_candidates, self.manifest.action_size
+        k, a = self.config.num_candidates, self.manifest.flat_action_size
         c, m = self.manifest.condition_size, self.manifest.num_components
         f32 = np.float32
         self._condition = np.zeros((1, c), f32)
@@ -136,8 +138,8 @@ class PolicyRuntime:
         self._scores = np.zeros((1, k), np.float64)
         self._previous_action = np.zeros((1, a), np.float64)
         self._selection_uniform = np.zeros((1,), np.float64)
-        self._low = np.asarray(self.manifest.action_low, f32)
-        self._high = np.asarray(self.manifest.action_high, f32)
+        self._low = np.asarray(self.manifest.flat_action_low, f32)
+        self._high = np.asarray(self.manifest.flat_action_high, f32)
         sessions = self._model.sessions
         if self.uses_fused_graph:
             self._decision_run = self._bind(sessions["decision"], {
@@ -191,6 +193,9 @@ class PolicyRuntime:
     # -- control step ---------------------------------------------------------------------------
 
     def decide(self, condition: np.ndarray, previous_action: np.ndarray | None = None) -> Decision:
+        """One decision. previous_action: the continuity reference. For a chunk model it is the
+        previous chunk's unexecuted tail [T, A] at this chunk's first T step times, in the model's
+        action units (runtime/chunk_selection.py), or None (no splice: the episode's first chunk)."""
         start = time.perf_counter()
         condition = np.asarray(condition)
         if condition.shape != (self.manifest.condition_size,):
@@ -212,7 +217,12 @@ class PolicyRuntime:
             self._decision_run()
         else:
             self._two_session_step(rule)
-
+        if self.horizon > 1:
+            chosen = chunk_selection.choose(rule, self._energies, self._candidates, previous_action,
+                                            self.config.splice_weight, self._selection_uniform,
+                                            self.config.temperature, self.manifest.action_size, out=self._scores,
+                                            log_q=self._log_q(rule))
+            return self._decision(start, chosen, rule)
         with_continuity = self.config.continuity_weight > 0 and previous_action is not None
         if with_continuity:
             self._previous_action[0] = previous_action
@@ -225,6 +235,11 @@ class PolicyRuntime:
                                   uniform=self._selection_uniform, temperature=self.config.temperature,
                                   out=self._scores)
         return self._decision(start, int(chosen[0]), rule)
+
+    def _log_q(self, rule: str) -> np.ndarray | None:
+        if rule != "importance":
+            return None
+        return sampler.mixture_log_density(self._logits, self._means, self._scales, self._candidates)
 
     def _decision(self, start: float, chosen_index: int, rule: str) -> Decision:
         """The Decision of candidate ``chosen_index`` in the buffers (chosen by ``rule``)."""

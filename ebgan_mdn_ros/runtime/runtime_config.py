@@ -26,6 +26,9 @@ class RuntimeConfig:
     intra_op_threads: int = 1
     inter_op_threads: int = 1
     use_fused_graph: bool = True
+    # chunk models: weight (1/rad^2 or 1/m^2) of the mean squared distance between a candidate chunk's
+    # first steps and the previous chunk's unexecuted tail (runtime/chunk_selection.py)
+    splice_weight: float = 100.0
 
     def __post_init__(self):
         if isinstance(self.providers, list):
@@ -45,6 +48,7 @@ class RuntimeConfig:
                 "a non-empty list of onnxruntime provider names, e.g. ['CUDAExecutionProvider', 'CPUExecutionProvider']")
         _integer(self.intra_op_threads, "intra_op_threads", 1)
         _integer(self.inter_op_threads, "inter_op_threads", 1)
+        _number(self.splice_weight, "splice_weight", ">= 0", lambda v: v >= 0)
         require(isinstance(self.use_fused_graph, bool), "use_fused_graph", self.use_fused_graph, "true or false")
 
 

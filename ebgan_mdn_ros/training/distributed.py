@@ -121,7 +121,7 @@ def _train(config: TrainConfig, conditions: np.ndarray, actions: np.ndarray, spe
     np.random.seed(config.seed + rank)
     torch.set_num_threads(config.threads)
     data, condition_norm, action_norm = trainer.prepare_data(conditions, actions, spec)
-    networks = trainer.build_networks(config.method, spec.condition_dim, spec.action_dim, config)
+    networks = trainer.build_networks(config.method, spec.condition_dim, spec.flat_action_dim, config)
     plain = (networks.generator, networks.energy)
     allreduces = [0]
     wrapped = trainer.Networks(_wrap(networks.generator, allreduces), _wrap(networks.energy, allreduces))

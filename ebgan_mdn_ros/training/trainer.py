@@ -340,8 +340,8 @@ def prepare_data(conditions: np.ndarray, actions: np.ndarray, spec: PolicySpec
     data = TrainingData(
         condition_norm(torch.tensor(np.asarray(conditions, dtype=np.float32))),
         action_norm(torch.tensor(np.asarray(actions, dtype=np.float32))),
-        action_norm(torch.tensor(spec.action_low, dtype=torch.float32)),
-        action_norm(torch.tensor(spec.action_high, dtype=torch.float32)))
+        action_norm(torch.tensor(spec.flat_action_low, dtype=torch.float32)),
+        action_norm(torch.tensor(spec.flat_action_high, dtype=torch.float32)))
     return data, condition_norm, action_norm
 
 
@@ -369,7 +369,7 @@ def train(config: TrainConfig, conditions: np.ndarray, actions: np.ndarray, spec
     np.random.seed(config.seed)
     torch.set_num_threads(config.threads)
     data, condition_norm, action_norm = prepare_data(conditions, actions, spec)
-    networks = build_networks(config.method, spec.condition_dim, spec.action_dim, config)
+    networks = build_networks(config.method, spec.condition_dim, spec.flat_action_dim, config)
     optimizers = build_optimizers(networks, config)
     started = time.perf_counter()
     history = train_loop(networks, optimizers, data, config, torch.Generator().manual_seed(config.seed))
