@@ -44,6 +44,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--episode-topic", default=None,
                         help="every message on this topic (any type) starts a new episode, e.g. "
                              "/sim_arm/reset_position; a goal of a new value always does")
+    parser.add_argument("--chunk-horizon", type=int, default=1,
+                        help="action chunks of this many steps, one per --horizon seconds (default 1: one action)")
+    parser.add_argument("--chunk-n-exec", type=int, default=0,
+                        help="steps of a chunk a robot executes before replanning (default 0: half the horizon)")
+    parser.add_argument("--chunk-end", choices=("hold", "drop"), default="hold",
+                        help="chunk steps past an episode's end: hold its last state (default) or drop the pair")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
             joint_state_topic=args.joint_state_topic, goal_topic=args.goal_topic,
             command_topic=args.command_topic, joints=args.joints, command_joints=args.command_joints,
             condition=args.condition, action=args.action, horizon=args.horizon, max_gap=args.max_gap,
-            sample_period=args.sample_period, episode_topic=args.episode_topic)
+            sample_period=args.sample_period, episode_topic=args.episode_topic,
+            chunk_horizon=args.chunk_horizon, chunk_n_exec=args.chunk_n_exec, chunk_end=args.chunk_end)
         demos = extract(args.bags, config)
         path = demos.save(args.out)
     except BagDatasetError as exc:
@@ -63,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {path}: {len(demos)} pairs in {demos.episode_count} episodes from {len(demos.sources)} bag(s)")
     print(f"  conditions {list(demos.condition_names)}")
     print(f"  actions    {list(demos.action_names)} ({demos.action_kind})")
+    if demos.chunk is not None:
+        print(f"  chunks     {demos.chunk[0]} steps of {demos.chunk[2]:g} s, {demos.chunk[1]} executed per decision")
     for reason, count in sorted(demos.dropped.items()):
         print(f"  left out {count}: {reason}")
     return 0

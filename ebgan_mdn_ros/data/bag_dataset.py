@@ -18,6 +18,13 @@ Alignment (docs/demonstrations.md has the reasoning):
   state at time t. condition as above; action = the joint positions at t + horizon
   (``"target"``) or their change over the horizon (``"delta"``). A pair whose t + horizon falls
   outside its episode is dropped.
+- Action chunks (``chunk_horizon`` H > 1, hindsight only): the action is the H joint positions
+  at t + k * horizon for k = 1..H (or their changes from the positions at t), flattened
+  step-major, so ``horizon`` is the chunk's dt. The first step must lie inside the episode, as for
+  one step. At the episode's end, ``chunk_end="hold"`` (the default) fills the later steps with the
+  episode's last joint state: the demonstrator stopped there, and "stay where the demonstration
+  ended" is what it would have done; ``"drop"`` leaves such a pair out instead (which removes the
+  last H * horizon seconds of every episode, the arrival at the goal included).
 - Episodes: a goal of a different value starts a new episode (goal sources republish the current
   goal periodically, so a repeated value continues it); every message on ``episode_topic`` (e.g.
   the simulator's reset topic, where one goal repeats across episodes) starts one; a gap of more
@@ -40,6 +47,7 @@ from ebgan_mdn_ros.data.bag_reader import (ARRAY_TYPE, JOINT_STATE_TYPE, BagData
 
 CONDITION_PARTS = ("goal", "position", "velocity")
 ACTION_MODES = ("target", "delta")
+CHUNK_ENDS = ("hold", "drop")
 NPZ_FORMAT = "ebgan-mdn-demos/1"
 
 
@@ -57,6 +65,9 @@ class ExtractionConfig:
     max_gap: float = 0.5                      # s without joint states that splits an episode
     sample_period: float = 0.0                # s, keep at most one pair per period within an episode
     episode_topic: str | None = None          # every message on it starts an episode (any type)
+    chunk_horizon: int = 1                    # steps per action chunk (1: one action per pair)
+    chunk_n_exec: int = 0                     # steps a robot executes before replanning (0: half the horizon)
+    chunk_end: str = "hold"                   # steps past the episode's end: "hold" its last state, or "drop"
 
     def __post_init__(self):
         for name in ("joint_state_topic", "goal_topic", "command_topic", "episode_topic"):
@@ -91,6 +102,23 @@ class ExtractionConfig:
                 raise BagDatasetError(f"{name}: {value!r} must be a positive number of seconds")
         if not (math.isfinite(self.sample_period) and self.sample_period >= 0):
             raise BagDatasetError(f"sample_period: {self.sample_period!r} must be >= 0 seconds")
+        if not (isinstance(self.chunk_horizon, int) and self.chunk_horizon >= 1):
+            raise BagDatasetError(f"chunk_horizon: {self.chunk_horizon!r} must be an integer >= 1")
+        if not (isinstance(self.chunk_n_exec, int) and 0 <= self.chunk_n_exec <= self.chunk_horizon):
+            raise BagDatasetError(f"chunk_n_exec: {self.chunk_n_exec!r} must be in 0..chunk_horizon "
+                                  f"({self.chunk_horizon}; 0: half of it)")
+        if self.chunk_end not in CHUNK_ENDS:
+            raise BagDatasetError(f"chunk_end: {self.chunk_end!r} is unknown, expected one of {list(CHUNK_ENDS)}")
+        if self.chunk_horizon > 1 and self.command_topic is not None:
+            raise BagDatasetError("chunk_horizon > 1 labels chunks in hindsight from the joint states; "
+                                  "it cannot be combined with command_topic")
+
+    @property
+    def chunk(self) -> tuple[int, int, float] | None:
+        """(horizon, n_exec, dt) of the chunks, None for one action per pair."""
+        if self.chunk_horizon == 1:
+            return None
+        return self.chunk_horizon, self.chunk_n_exec or max(self.chunk_horizon // 2, 1), float(self.horizon)
 
 
 @dataclass
@@ -106,6 +134,7 @@ class Demonstrations:
     sources: list[str] = field(default_factory=list)   # one per bag, in order
     bag_index: np.ndarray | None = None                # [N] int64, index into sources
     dropped: dict[str, int] = field(default_factory=dict)  # why candidate pairs were left out
+    chunk: tuple[int, int, float] | None = None        # (horizon, n_exec, dt); actions are [N, H*A]
 
     def __len__(self) -> int:
         return len(self.actions)
@@ -125,6 +154,9 @@ class Demonstrations:
             sources=np.array(self.sources), format=np.array(NPZ_FORMAT))
         if self.bag_index is not None:
             arrays["bag_index"] = self.bag_index
+        if self.chunk is not None:
+            horizon, n_exec, dt = self.chunk
+            arrays.update(chunk_horizon=np.array(horizon), chunk_n_exec=np.array(n_exec), chunk_dt=np.array(dt))
         tmp = path.with_name(path.name + ".tmp.npz")
         np.savez(tmp, **arrays)
         tmp.replace(path)
@@ -210,7 +242,9 @@ def align(states: JointStates, goals: tuple[np.ndarray, np.ndarray] | None,
         drop(beyond | (episode_at(state_t[np.clip(after, 0, len(state_t) - 1)]) != episode),
              f"episode ends within the horizon ({config.horizon} s)")
         target = states.position[future]
-    action = target - position if config.action == "delta" else target
+        if config.chunk_horizon > 1:
+            target = _chunk_targets(states, sample_t, episode, episode_at, horizon, config, target, drop)
+    action = target - np.tile(position, config.chunk_horizon) if config.action == "delta" else target
 
     parts = []
     for part in config.condition:
@@ -232,6 +266,25 @@ def align(states: JointStates, goals: tuple[np.ndarray, np.ndarray] | None,
             else:
                 last_kept[key] = int(sample_t[i])
     return AlignedPairs(conditions[keep], action[keep], episode[keep], sample_t[keep], dropped)
+
+
+def _chunk_targets(states: JointStates, sample_t: np.ndarray, episode: np.ndarray, episode_at, horizon: int,
+                   config: ExtractionConfig, first: np.ndarray, drop) -> np.ndarray:
+    """[N, H*A]: the positions at t + k * horizon, k = 1..H; past the episode's end, its last state
+    (chunk_end "hold") or the pair dropped ("drop")."""
+    state_t = states.times
+    state_episode = episode_at(state_t)  # non-decreasing in time, like the episode keys
+    last_of_episode = np.clip(np.searchsorted(state_episode, episode, side="right") - 1, 0, None)
+    steps = [first]
+    for k in range(2, config.chunk_horizon + 1):
+        at = sample_t + k * horizon
+        future = _latest_at_or_before(state_t, at)
+        after = np.searchsorted(state_t, at, side="left")
+        beyond = (after >= len(state_t)) | (episode_at(state_t[np.clip(after, 0, len(state_t) - 1)]) != episode)
+        if config.chunk_end == "drop":
+            drop(beyond, f"episode ends within the chunk ({config.chunk_horizon} x {config.horizon} s)")
+        steps.append(states.position[np.where(beyond, last_of_episode, future)])
+    return np.concatenate(steps, axis=1)
 
 
 # ---- the whole pipeline ---------------------------------------------------------------------------
@@ -340,7 +393,8 @@ def extract(bags: Sequence[str | Path], config: ExtractionConfig) -> Demonstrati
         condition_names=names[0], action_names=names[1],
         episode_ids=np.concatenate(episodes), times=np.concatenate(times),
         action_kind="delta" if config.action == "delta" else "absolute",
-        sources=[str(b) for b in bags], bag_index=np.concatenate(bag_index), dropped=_sum_dropped(report))
+        sources=[str(b) for b in bags], bag_index=np.concatenate(bag_index), dropped=_sum_dropped(report),
+        chunk=config.chunk)
 
 
 def _sum_dropped(report) -> dict[str, int]:

@@ -27,13 +27,15 @@ from ebgan_mdn_ros.spec import GOAL, POSITION, joint_condition, parse_condition_
 
 
 def corrective_copies(conditions: np.ndarray, actions: np.ndarray, condition_names, action_names,
-                      sigma: float, copies: int, rng: np.random.Generator, min_motion: float = 0.0
-                      ) -> tuple[np.ndarray, np.ndarray]:
+                      sigma: float, copies: int, rng: np.random.Generator, min_motion: float = 0.0,
+                      horizon: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """(conditions, actions) with ``copies`` perturbed copies after the originals (rows in that order).
 
     Only pairs whose action moves the joints by at least ``min_motion`` (rad, Euclidean) are copied:
     a copy of a state at rest (the start, the goal) says "go back to where you were", and at the
-    start, where the expert's first motion is a millimetre, that turns the start into a trap."""
+    start, where the expert's first motion is a millimetre, that turns the start into a trap.
+    Action chunks (``horizon`` steps, [N, H*A]): every step's label moves by -eps (each step's target
+    is the same future position), and the motion is judged over the first step."""
     require(sigma > 0, "sigma", sigma, "> 0 rad")
     require(copies >= 1, "copies", copies, ">= 1")
     require(min_motion >= 0, "min_motion", min_motion, ">= 0 rad")
@@ -48,7 +50,7 @@ def corrective_copies(conditions: np.ndarray, actions: np.ndarray, condition_nam
         if parse_condition_name(name)[0] not in (GOAL, POSITION):
             raise ValueError(f"condition {name!r}: only goal and position conditions can be perturbed consistently "
                              "(a velocity would contradict the perturbed position)")
-    moving = np.linalg.norm(actions, axis=1) >= min_motion
+    moving = np.linalg.norm(actions[:, :len(action_names)], axis=1) >= min_motion
     base_c, base_a = conditions[moving], actions[moving]
     out_c, out_a = [conditions], [actions]
     for _ in range(copies):
@@ -56,7 +58,7 @@ def corrective_copies(conditions: np.ndarray, actions: np.ndarray, condition_nam
         perturbed = base_c.copy()
         perturbed[:, columns] += eps
         out_c.append(perturbed)
-        out_a.append(base_a - eps)
+        out_a.append(base_a - np.tile(eps, horizon))
     return np.concatenate(out_c), np.concatenate(out_a)
 
 
@@ -83,11 +85,11 @@ def main(argv: list[str] | None = None) -> int:
         conditions, actions = corrective_copies(
             data["conditions"][keep], data["actions"][keep], [str(n) for n in data["condition_names"]],
             [str(n) for n in data["action_names"]], args.sigma, args.copies, np.random.default_rng(args.seed),
-            args.min_motion)
+            args.min_motion, int(data.get("chunk_horizon", 1)))
     except ValueError as exc:
         print(f"{args.demos}: {exc}", file=sys.stderr)
         return 2
-    moving = np.linalg.norm(data["actions"][keep], axis=1) >= args.min_motion
+    moving = np.linalg.norm(data["actions"][keep][:, :len(data["action_names"])], axis=1) >= args.min_motion
     data.update(conditions=conditions, actions=actions)
     for key in ("episode_ids", "times", "bag_index"):
         if key in data:
