@@ -18,5 +18,8 @@ setup(
         "ebgan-mdn = ebgan_mdn_ros.cli:main",
         "policy_node = ebgan_mdn_ros.node.policy_node:main",
         "sim_arm = ebgan_mdn_ros.node.sim_nodes:main",
+        "mujoco_sim = ebgan_mdn_ros.node.mujoco_sim_node:main",
+        "goal_pose_relay = ebgan_mdn_ros.node.goal_pose_relay:main",
+        "box_reach_goal_source = ebgan_mdn_ros.node.box_reach_goal_source:main",
     ]},
 )

@@ -26,8 +26,7 @@ export AMENT_PREFIX_PATH="$VIRTUAL_ENV" CMAKE_PREFIX_PATH="$VIRTUAL_ENV"
 msg_stamp=.venv/.msgs.sha
 # The executables too, into lib/ebgan_mdn_ros with a #! naming the venv's python: the layout of a colcon
 # install, which is where `ros2 launch` looks for them (the ament index, then <prefix>/lib/<package>).
-msg_want=$(cat msg/*.msg CMakeLists.txt package.xml scripts/policy_node scripts/sim_arm scripts/ebgan-mdn \
-           | sha256sum | cut -d' ' -f1)
+msg_want=$(cat msg/*.msg CMakeLists.txt package.xml scripts/* | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$msg_stamp" 2>/dev/null)" != "$msg_want" ] || [ ! -d "$VIRTUAL_ENV/share/ebgan_mdn_ros" ] \
    || [ ! -x "$VIRTUAL_ENV/lib/ebgan_mdn_ros/policy_node" ]; then
   cmake -S . -B build/pip -DCMAKE_INSTALL_PREFIX="$VIRTUAL_ENV" -DCMAKE_BUILD_TYPE=Release \

@@ -64,12 +64,12 @@ def test_launch_config_and_models_land_in_share(installed):
     prefix, _ = installed
     share = prefix / "share" / "ebgan_mdn_ros"
     for name in ("launch/policy.launch.py", "config/sim_ik.yaml", "config/sim_multiroute.yaml",
-                 "config/real_arm.yaml", "package.xml"):
+                 "config/real_arm.yaml", "config/sim_ur5e.yaml", "config/real_ur5e.yaml", "package.xml"):
         assert (share / name).is_file(), name
     assert (share / "models").is_dir()
     for model in (ROOT / "models").glob("*/manifest.json"):
         assert (share / "models" / model.parent.name / "manifest.json").is_file(), model.parent.name
-    for executable in ("policy_node", "sim_arm"):
+    for executable in ("policy_node", "sim_arm", "mujoco_sim", "goal_pose_relay", "box_reach_goal_source"):
         assert os.access(prefix / "lib" / "ebgan_mdn_ros" / executable, os.X_OK), executable
 
 

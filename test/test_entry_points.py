@@ -28,8 +28,21 @@ def script_targets() -> list[tuple[str, str]]:
 
 
 def test_there_are_entry_points_and_scripts():
-    assert {name for name, _, _ in setup_entry_points()} >= {"ebgan-mdn", "policy_node", "sim_arm"}
-    assert {name for name, _ in script_targets()} >= {"ebgan-mdn", "policy_node", "sim_arm"}
+    expected = {"ebgan-mdn", "policy_node", "sim_arm", "mujoco_sim", "goal_pose_relay", "box_reach_goal_source"}
+    assert {name for name, _, _ in setup_entry_points()} >= expected
+    assert {name for name, _ in script_targets()} >= expected
+
+
+def test_every_launched_executable_is_installed_under_the_same_name():
+    """launch_ros starts `executable` from lib/<package>: setup.py, scripts/ and CMake must all have it."""
+    from ebgan_mdn_ros.node.launch_plan import MODULES
+    cmake = (ROOT / "CMakeLists.txt").read_text()
+    installed = set(re.search(r"foreach\(script ([^)]*)\)", cmake).group(1).split())
+    scripts = dict(script_targets())
+    entry = {name: module for name, module, _ in setup_entry_points()}
+    for executable, module in MODULES.items():
+        assert executable in installed, executable
+        assert scripts[executable] == module == entry[executable], executable
 
 
 @pytest.mark.parametrize("name,module,function", setup_entry_points())

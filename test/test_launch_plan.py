@@ -14,21 +14,31 @@ from ebgan_mdn_ros.node.parameters import config_from_parameters, load_parameter
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_sim_starts_the_arm_the_goal_source_and_the_policy():
+def test_sim_starts_the_ur5e_the_goal_relay_the_goal_source_and_the_policy():
     launch = plan("sim", share_dir=ROOT)
     assert [(n.executable, n.name) for n in launch.nodes] == [
-        ("sim_arm", "sim_arm"), ("sim_arm", "goal_source"), ("policy_node", "policy_node")]
-    assert launch.config_file == str(ROOT / "config" / "sim_ik.yaml")
-    assert launch.nodes[1].arguments == ("goal_source",)
+        ("mujoco_sim", "mujoco_sim"), ("goal_pose_relay", "goal_pose_relay"),
+        ("box_reach_goal_source", "box_reach_goal_source"), ("policy_node", "policy_node")]
+    assert launch.config_file == str(ROOT / "config" / "sim_ur5e.yaml")
     assert all(n.parameters[0] == launch.config_file for n in launch.nodes)
+    sections = yaml.safe_load(Path(launch.config_file).read_text())
+    assert all(n.name in sections for n in launch.nodes[:-1])  # each sim node finds its own section
 
 
-def test_real_starts_the_policy_only_in_dry_run():
+def test_the_2link_arm_stays_available_by_config():
+    launch = plan("sim", config="config/sim_ik.yaml", share_dir=ROOT)
+    assert [(n.executable, n.name) for n in launch.nodes] == [
+        ("sim_arm", "sim_arm"), ("sim_arm", "goal_source"), ("policy_node", "policy_node")]
+    assert launch.nodes[1].arguments == ("goal_source",)
+
+
+def test_real_starts_the_policy_only_in_dry_run_on_the_ur_driver():
     launch = plan("real", share_dir=ROOT)
     assert [n.name for n in launch.nodes] == ["policy_node"]
+    assert launch.config_file == str(ROOT / "config" / "real_ur5e.yaml")
     config = config_from_parameters(load_parameter_file(launch.config_file, "policy_node"))
     assert config.dry_run and config.output_mode == "joint_trajectory"
-    assert config.command_topic == "joint_trajectory_controller/joint_trajectory"
+    assert config.command_topic == "scaled_joint_trajectory_controller/joint_trajectory"
 
 
 def test_model_argument_overrides_the_files_model_directory():
@@ -56,8 +66,10 @@ def test_every_launch_argument_has_a_description():
 
 
 def test_process_command_passes_names_files_and_yaml_safe_values():
-    sim, goals, policy = plan("sim", share_dir=ROOT).nodes
+    sim, goals, policy = plan("sim", config="config/sim_ik.yaml", share_dir=ROOT).nodes
     command = process_command(goals, python="python")
+    assert process_command(plan("sim", share_dir=ROOT).nodes[0], python="python")[:3] == [
+        "python", "-m", "ebgan_mdn_ros.node.mujoco_sim_node"]
     assert command[:4] == ["python", "-m", "ebgan_mdn_ros.node.sim_nodes", "goal_source"]
     assert "__node:=goal_source" in command
     extra = ros_arguments(policy, {"joint_names": ["y", "x"], "dry_run": False, "model_directory": "on"})
@@ -73,7 +85,7 @@ def test_the_policy_nodes_exit_ends_the_launch(arm):
     nodes = plan(arm, share_dir=ROOT).nodes
     assert [n.name for n in nodes if n.shutdown_on_exit] == ["policy_node"]
     assert ends_launch(nodes, {"policy_node"})
-    assert not ends_launch(nodes, {"sim_arm", "goal_source"})
+    assert not ends_launch(nodes, {n.name for n in nodes[:-1]})
     assert "policy_node" in shutdown_reason(nodes[-1])
 
 

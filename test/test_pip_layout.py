@@ -15,7 +15,7 @@ import pytest
 
 PACKAGE = "ebgan_mdn_ros"
 PREFIX = Path(sys.prefix)
-EXECUTABLES = ("policy_node", "sim_arm", "ebgan-mdn")
+EXECUTABLES = ("policy_node", "sim_arm", "mujoco_sim", "goal_pose_relay", "box_reach_goal_source", "ebgan-mdn")
 ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.skipif(sys.prefix == sys.base_prefix, reason="not running in the venv scripts/setup.sh makes")

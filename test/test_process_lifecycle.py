@@ -164,18 +164,21 @@ def test_node_process_stops_cleanly(graph, name, how, tmp_path):
         assert "[goal_source] goals:" in child.output  # the summary still comes on the way out
 
 
+@pytest.mark.parametrize("config", ["", "config/sim_ik.yaml"])  # the default (the UR5e) and the 2-link
 @pytest.mark.parametrize("how", SIGNALS)
-def test_the_sim_plan_stops_cleanly_while_deciding(graph, how):
+def test_the_sim_plan_stops_cleanly_while_deciding(graph, how, config):
     """What `ros2 launch ... arm:=sim` starts, stopped the way a launch stops it, while decisions flow."""
-    namespace = f"lifecycle_plan_{how}_{os.getpid()}"
-    extra = {"model_directory": str(MODEL)}
+    namespace = f"lifecycle_plan_{how}_{bool(config)}_{os.getpid()}"
+    # The 2-link plan takes the IK model by path, as `model:=` would pass it; the UR5e plan its config's own.
+    extra = {"model_directory": str(MODEL)} if config else None
+    nodes = plan("sim", config=config, share_dir=ROOT).nodes
     children = []
     try:
-        for spec in plan("sim", share_dir=ROOT).nodes:
+        for spec in nodes:
             command = process_command(spec, extra if spec.executable == "policy_node" else None)
             children.append(Child(command + ["-r", f"__ns:=/{namespace}"]))
         policy = children[-1]
-        _wait_up(graph, policy, [(n, f"/{namespace}") for n in ("sim_arm", "goal_source", "policy_node")], "serving")
+        _wait_up(graph, policy, [(n.name, f"/{namespace}") for n in nodes], "serving")
         time.sleep(0.5)  # goals and decisions under way
         _assert_clean_stop(children, how)
     finally:

@@ -2,8 +2,12 @@
 
 launch_ros cannot be installed from pip, so the launch file only turns this plan into Node actions,
 and the demo and the tests start the same plan as processes (`process_command`).
-  arm:=sim   sim_arm + goal_source + policy_node (config/sim_ik.yaml unless config:= says otherwise)
-  arm:=real  policy_node only, wired to a ros2_control arm (config/real_arm.yaml, dry run)
+  arm:=sim   the simulation the config describes, and policy_node: a `mujoco_sim` section (config/sim_ur5e.yaml,
+             the default) starts the MuJoCo UR5e, the goal-pose relay and the box-reach goal source; a
+             `sim_arm` section (config/sim_ik.yaml, config/sim_multiroute.yaml) the 2-link arm or gantry
+             and its goal source
+  arm:=real  policy_node only, wired to a ros2_control arm (config/real_ur5e.yaml: the UR driver, dry run;
+             config/real_arm.yaml: a generic 6-joint arm)
 The launch ends when the policy node exits (shutdown_on_exit): a policy that stops at start-up (a
 missing model, a bad parameter: exit 2) must not leave the simulator and goal source running.
 """
@@ -19,15 +23,19 @@ import yaml
 from ebgan_mdn_ros.paths import PACKAGE
 
 ARMS = ("sim", "real")
-DEFAULT_CONFIG = {"sim": "config/sim_ik.yaml", "real": "config/real_arm.yaml"}
+DEFAULT_CONFIG = {"sim": "config/sim_ur5e.yaml", "real": "config/real_ur5e.yaml"}
 # Executable -> module, for starting a plan without ros2 launch (`python -m`).
-MODULES = {"policy_node": "ebgan_mdn_ros.node.policy_node", "sim_arm": "ebgan_mdn_ros.node.sim_nodes"}
+MODULES = {"policy_node": "ebgan_mdn_ros.node.policy_node", "sim_arm": "ebgan_mdn_ros.node.sim_nodes",
+           "mujoco_sim": "ebgan_mdn_ros.node.mujoco_sim_node",
+           "goal_pose_relay": "ebgan_mdn_ros.node.goal_pose_relay",
+           "box_reach_goal_source": "ebgan_mdn_ros.node.box_reach_goal_source"}
 
 LAUNCH_ARGUMENTS = {
     "arm": ("sim", "sim: simulated arm, goal source and policy; real: the policy only, for a ros2_control arm"),
     "model": ("", "model directory (manifest.json + ONNX); empty: the config file's model_directory; "
                   "relative paths are looked up in the current directory, then in share/ebgan_mdn_ros"),
-    "config": ("", "parameter YAML; empty: config/sim_ik.yaml for arm:=sim, config/real_arm.yaml for arm:=real"),
+    "config": ("", "parameter YAML; empty: config/sim_ur5e.yaml for arm:=sim, config/real_ur5e.yaml for arm:=real "
+                   "(config/sim_ik.yaml: the 2-link arm)"),
 }
 
 
@@ -76,9 +84,20 @@ def plan(arm: str = "sim", model: str = "", config: str = "", share_dir: str | P
     if arm == "real":
         return LaunchPlan(arm, str(config_file), (policy,))
     # One file configures the whole simulation: the sim nodes read their own sections of it.
-    sim = NodeSpec("sim_arm", "sim_arm", (str(config_file),))
-    goals = NodeSpec("sim_arm", "goal_source", (str(config_file),), arguments=("goal_source",))
-    return LaunchPlan(arm, str(config_file), (sim, goals, policy))
+    files = (str(config_file),)
+    if "mujoco_sim" in _sections(config_file):
+        sim_nodes = (NodeSpec("mujoco_sim", "mujoco_sim", files), NodeSpec("goal_pose_relay", "goal_pose_relay", files),
+                     NodeSpec("box_reach_goal_source", "box_reach_goal_source", files))
+    else:
+        sim_nodes = (NodeSpec("sim_arm", "sim_arm", files),
+                     NodeSpec("sim_arm", "goal_source", files, arguments=("goal_source",)))
+    return LaunchPlan(arm, str(config_file), (*sim_nodes, policy))
+
+
+def _sections(config_file: Path) -> set[str]:
+    """The node names a parameter file has sections for."""
+    data = yaml.safe_load(config_file.read_text()) or {}
+    return set(data) if isinstance(data, dict) else set()
 
 
 def shutdown_reason(node: NodeSpec) -> str:
