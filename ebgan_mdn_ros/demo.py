@@ -1,14 +1,16 @@
-"""The main job: the simulated 2-link arm reaching random goals, driven by the shipped IK model.
+"""The main job: a simulated arm reaching goals, driven by a shipped model, over ROS.
 
-    .venv/bin/python -m ebgan_mdn_ros.demo [--seconds 20] [--model models/ik_2link] [--composed]
-    .venv/bin/python -m ebgan_mdn_ros.demo --config config/sim_multiroute.yaml --model models/multiroute
+    .venv/bin/python -m ebgan_mdn_ros.demo [--seconds 30]        # the MuJoCo UR5e around the box (demo_ur5e.py)
+    .venv/bin/python -m ebgan_mdn_ros.demo --config config/sim_ik.yaml [--composed]     # the 2-link arm
+    .venv/bin/python -m ebgan_mdn_ros.demo --config config/sim_multiroute.yaml          # the gantry
 
-Starts exactly what `ros2 launch ebgan_mdn_ros policy.launch.py arm:=sim` starts (launch_plan), as
-separate processes talking over DDS, watches the topics for the given time, then prints the success
-rate, the elbow modes used and the latency, and writes a PNG of the goals and end-effector paths.
-`--composed` runs the same nodes in this process on one executor instead (see README for the
-comparison). DDS stays on this host, on a ROS domain of its own unless ROS_DOMAIN_ID is set: the
-demo publishes controller commands and must never reach a real arm on the network.
+Starts exactly what `ros2 launch ebgan_mdn_ros policy.launch.py arm:=sim config:=...` starts
+(launch_plan), as separate processes talking over DDS, watches the topics for the given time, then
+prints the success rate, the modes used and the latency, and writes a PNG of the goals and paths.
+The model is the config's model_directory unless --model says otherwise. `--composed` (2-link and
+gantry) runs the same nodes in this process on one executor instead (see README for the comparison).
+DDS stays on this host, on a ROS domain of its own unless ROS_DOMAIN_ID is set: the demo publishes
+controller commands and must never reach a real arm on the network.
 """
 from __future__ import annotations
 
@@ -23,23 +25,28 @@ import time
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from ebgan_mdn_ros.node.launch_plan import plan, process_command
 from ebgan_mdn_ros.node.parameters import load_parameter_file, resolve_model_directory
 from ebgan_mdn_ros.paths import find_in_share
 from ebgan_mdn_ros.tasks.routes import ROUTE_NAMES, ROUTE_VIA_POINTS, nearest_routes
 
-DEFAULT_MODEL = "models/ik_2link"
-DEFAULT_CONFIG = "config/sim_ik.yaml"
+DEFAULT_CONFIG = "config/sim_ur5e.yaml"
 TASK_TITLES = {"ik": "2-link IK", "multiroute": "multi-route"}
 
 
 def _arguments(argv):
     parser = argparse.ArgumentParser(prog="python -m ebgan_mdn_ros.demo", description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=20.0, help="how long to run goals (s)")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help="model directory (default: %(default)s)")
+    parser.add_argument("--seconds", type=float, default=30.0, help="how long to run goals (s)")
+    parser.add_argument("--model", default="", help="model directory (default: the config's model_directory)")
     parser.add_argument("--config", default=DEFAULT_CONFIG, help="parameter file (default: %(default)s)")
     parser.add_argument("--png", default="runs/demo/demo.png", help="figure to write (default: %(default)s)")
+    parser.add_argument("--clip", default="runs/demo/demo.gif", help="UR5e: the clip to render (default: %(default)s)")
+    parser.add_argument("--clip-episodes", type=int, default=3, help="UR5e: episodes in the clip (0: no clip)")
+    parser.add_argument("--clip-gl", default=os.environ.get("MUJOCO_GL", "egl"),
+                        help="UR5e: MUJOCO_GL for the clip's renderer: egl (headless Mesa), osmesa, glfw "
+                             "(default: %(default)s)")
     parser.add_argument("--composed", action="store_true", help="run all nodes in this process, one executor")
     parser.add_argument("--output-mode", choices=("forward_command", "joint_trajectory"), default=None,
                         help="override the config's output_mode")
@@ -250,23 +257,32 @@ def _plot_gantry(axes, observer, matplotlib) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
     _isolate_dds()
-    model = resolve_model_directory(args.model)
+    config = find_in_share(args.config)
+    if not config.is_file():
+        print(f"demo: no parameter file {args.config}", file=sys.stderr)
+        return 2
+    model = resolve_model_directory(args.model or load_parameter_file(config, "policy_node").get("model_directory", ""))
     if not (model / "manifest.json").is_file():
-        print(f"demo: no model at {args.model} (looked in the current directory and the package); "
+        print(f"demo: no model at {args.model or model} (looked in the current directory and the package); "
               "export one with `ebgan-mdn export` or pass --model", file=sys.stderr)
         return 2
-    config = find_in_share(args.config)
+    ur5e = "mujoco_sim" in (yaml.safe_load(config.read_text()) or {})
+    if ur5e and args.composed:
+        print("demo: --composed runs the 2-link arm and the gantry; the UR5e runs as separate processes "
+              "(benchmarks/box_reach_closed_loop.py composes it)", file=sys.stderr)
+        return 2
     import rclpy
 
+    from ebgan_mdn_ros import demo_ur5e
     from ebgan_mdn_ros.node.executors import make_executor
     context = rclpy.Context()
     init_args = ["demo"] + (["--ros-args", "--params-file", str(config)] if args.composed else [])
     rclpy.init(args=init_args, context=context)
     executor = make_executor("events", context)
-    observer = Observer(context)
+    observer = demo_ur5e.Observer(context) if ur5e else Observer(context)
     executor.add_node(observer.node)
     mode = "nodes composed in one process" if args.composed else "separate processes over DDS"
-    print(f"demo: {mode}, model {model}, {args.seconds:g} s of goals "
+    print(f"demo: {mode}, config {config}, model {model}, {args.seconds:g} s of goals "
           f"(ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']}, discovery on localhost)", flush=True)
     logs: list[str] = []
     try:
@@ -283,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
         executor.shutdown(timeout_sec=1.0)
         observer.node.destroy_node()
         rclpy.try_shutdown(context=context)
+    if ur5e:
+        return demo_ur5e.finish(observer, args, mode)
     for log in logs:
         for line in log.splitlines():
             if "[goal_source]" in line and "goals:" in line:
