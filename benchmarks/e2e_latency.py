@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,29 @@ DISCOVERY_S = 20.0
 WARMUP_S = 2.0
 
 
+@dataclass(frozen=True)
+class RobotSetup:
+    """What the robot process publishes for a model: its joints, a state near the training data, a goal."""
+    joints: tuple[str, ...]
+    position: tuple[float, ...]              # rad: the states swing +-0.05 rad around it
+    goal: tuple[float, ...] | None = None    # published on `goal` when the model is conditioned on one
+    delta: bool = False                      # position + action: the node needs limits of its own
+
+
+def robot_setup(model: Path | None) -> RobotSetup:
+    """The random robot-sized model's 7 joints, or what a shipped model's manifest asks for: its action
+    joints, positions and goal at the training conditions' mean (a plausible state, not a corner)."""
+    if model is None:
+        return RobotSetup(JOINTS, (0.1,) * len(JOINTS))
+    manifest = json.loads((model / "manifest.json").read_text())
+    names, mean = manifest["condition_names"], manifest["normalization"]["condition_mean"]
+    joints = tuple(manifest["action_names"])
+    by_name = dict(zip(names, mean))
+    goal = tuple(by_name[n] for n in names if n.startswith("goal.")) or None
+    return RobotSetup(joints, tuple(by_name.get(f"{j}.position", 0.1) for j in joints), goal,
+                      manifest["action_kind"] == "delta")
+
+
 def build_model(directory: Path) -> Path:
     """A robot-sized model directory (random weights, seeded): 14 conditions, 7 actions, 8 components."""
     import warnings
@@ -64,7 +88,7 @@ def build_model(directory: Path) -> Path:
 
 def start_target(kind: str, model: Path, args, log: Path, num_candidates: int = 256) -> subprocess.Popen:
     env = {**os.environ, "ROS_DOMAIN_ID": str(args.domain_id), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
-    joints = "[" + ", ".join(JOINTS) + "]"
+    joints = "[" + ", ".join(args.setup.joints) + "]"
     if kind == "echo":
         command = [sys.executable, str(Path(__file__).resolve().parent / "echo_node.py"), "--ros-args", "-r", "__node:=policy_node",
                    "-r", f"__ns:={NAMESPACE}",
@@ -77,6 +101,9 @@ def start_target(kind: str, model: Path, args, log: Path, num_candidates: int = 
                    "-p", f"publish_candidates:={'true' if kind == 'policy+candidates' else 'false'}",
                    "-p", f"decision_publish_every:={args.decision_every}",
                    "-p", "max_step:=10.0", "-p", "max_velocity:=10000.0"]
+        if args.setup.delta:  # a delta model has no action box to take limits from
+            n = len(args.setup.joints)
+            command += ["-p", f"position_lower:={[-6.2832] * n}", "-p", f"position_upper:={[6.2832] * n}"]
     handle = open(log, "w")
     return subprocess.Popen(command, env=env, stdout=handle, stderr=handle, cwd=ROOT)
 
@@ -89,12 +116,18 @@ def cpu_seconds(pid: int) -> float:
 class Robot:
     """Publishes JointState on a timer and matches the answers, in one EventsExecutor thread."""
 
-    def __init__(self, context, rate_hz: float):
+    def __init__(self, context, rate_hz: float, setup: RobotSetup):
         self.node = rclpy.create_node("e2e_robot", namespace=NAMESPACE, context=context)
         self.publisher = self.node.create_publisher(JointState, "joint_states", QoSProfile(depth=10))
+        self.setup = setup
+        if setup.goal is not None:  # the node keeps the newest goal; twice a second covers discovery
+            goal_pub = self.node.create_publisher(Float64MultiArray, "goal", QoSProfile(depth=1))
+            goal = Float64MultiArray(data=list(setup.goal))
+            self.node.create_timer(0.5, lambda: goal_pub.publish(goal))
         self.node.create_subscription(Decision, "policy_node/decision", self._on_decision, 1000)
         self.node.create_subscription(Float64MultiArray, COMMANDS, self._on_command, 1000)
-        self.msg = JointState(name=list(JOINTS), position=[0.1] * 7, velocity=[0.0] * 7)
+        n = len(setup.joints)
+        self.msg = JointState(name=list(setup.joints), position=list(setup.position), velocity=[0.0] * n)
         self.sent: dict[int, float] = {}
         self.latency: dict[int, float] = {}
         self.node_latency_us: list[float] = []
@@ -107,7 +140,7 @@ class Robot:
 
     def _publish(self) -> None:
         self.tick += 1
-        self.msg.position = [0.1 + 0.05 * math.sin(self.tick * 1e-3 + i) for i in range(7)]
+        self.msg.position = [p + 0.05 * math.sin(self.tick * 1e-3 + i) for i, p in enumerate(self.setup.position)]
         stamp = time.time_ns()
         self.msg.header.stamp.sec, self.msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
         sent_at = time.perf_counter()
@@ -143,7 +176,7 @@ def measure(kind: str, model: Path, args, workdir: Path, num_candidates: int = 2
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=args.domain_id)
     executor = EventsExecutor(context=context)
-    robot = Robot(context, args.rate)
+    robot = Robot(context, args.rate, args.setup)
     executor.add_node(robot.node)
     try:
         matched = spin_for(executor, DISCOVERY_S + 20.0, lambda: robot.publisher.get_subscription_count() >= 1
@@ -196,6 +229,8 @@ def breakdown(model: Path, args, num_candidates: int) -> str:
     Mirrors PolicyNode._decide step by step (state assembly, runtime.decide, safety filter, command
     publish, Decision fill + publish) and also times the whole _on_state callback. Uses the node's
     private attributes: if they change, this section says so and the e2e table still stands."""
+    if args.model is not None:
+        return "(breakdown: only for the random robot-sized model, whose 7 joints it assumes)\n"
     from ebgan_mdn_ros.node import conversions
     from ebgan_mdn_ros.node.policy_node import PolicyNode
     from rclpy.parameter import Parameter
@@ -290,6 +325,7 @@ def main() -> int:
     command_line = "python " + " ".join([Path(sys.argv[0]).as_posix()] + sys.argv[1:])
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
+        args.setup = robot_setup(args.model)
         model = args.model or build_model(workdir / "model")
         rows = []
         ks = [int(k) for k in str(args.num_candidates).split(",")]

@@ -38,3 +38,15 @@ def test_latency_benchmark_writes_every_row(tmp_path):
                             for steps in (8, 16, 32)}
                            | {"annealed SMC (mode first), 4 levels x 16 particles, through PolicyRuntime"})
     assert all(float(ratio) > 0 for ratio in served.values())
+
+
+def test_e2e_robot_publishes_what_a_shipped_model_is_conditioned_on():
+    """benchmarks/e2e_latency.py --model: the UR5e model's joints, a state and goal at its training mean."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import e2e_latency
+    setup = e2e_latency.robot_setup(ROOT / "models" / "ur5e_box_reach")
+    assert setup.joints[0] == "shoulder_pan_joint" and len(setup.joints) == 6
+    assert setup.delta and len(setup.position) == 6
+    assert setup.goal is not None and abs(setup.goal[0] - 0.3) < 0.01 and abs(setup.goal[2] - 0.35) < 0.01
+    random_model = e2e_latency.robot_setup(None)
+    assert random_model.goal is None and len(random_model.joints) == 7 and not random_model.delta
