@@ -67,6 +67,20 @@ def trajectory_command(msg: JointTrajectory, command: np.ndarray) -> JointTrajec
     return msg
 
 
+def fill_chunk_trajectory(msg: JointTrajectory, time_from_start_ns: np.ndarray, positions: np.ndarray,
+                          velocities: np.ndarray) -> JointTrajectory:
+    """A chunk's points (stamp 0: "start now"), times exact from integer nanoseconds. Point messages
+    are reused; the list grows only to the longest chunk sent."""
+    while len(msg.points) < len(time_from_start_ns):
+        msg.points.append(JointTrajectoryPoint())
+    del msg.points[len(time_from_start_ns):]
+    for point, ns, position, velocity in zip(msg.points, time_from_start_ns, positions, velocities):
+        point.time_from_start.sec, point.time_from_start.nanosec = divmod(int(ns), 1_000_000_000)
+        point.positions = float64s(position)
+        point.velocities = float64s(velocity)
+    return msg
+
+
 def trajectory_positions(msg: JointTrajectory, joint_names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """(time_from_start [N] in s, positions [N, joints]) reordered into ``joint_names``; raises ValueError."""
     where = {name: i for i, name in enumerate(msg.joint_names)}

@@ -56,6 +56,13 @@ class NodeConfig:
     execution_providers: tuple[str, ...] = RUNTIME.providers
     intra_op_threads: int = RUNTIME.intra_op_threads
     inter_op_threads: int = RUNTIME.inter_op_threads
+    splice_weight: float = RUNTIME.splice_weight  # 1/rad^2: chunk models, weight of the continuity with the running plan
+    # chunk models (docs/chunks.md; a one-step model ignores these)
+    chunk_n_exec: int = 0                   # steps of a chunk executed before the next one; 0 = the model's n_exec
+    chunk_min_lead_s: float = 0.02          # s: chunk steps due sooner than this after the chunk is ready are dropped
+    temporal_ensembling: bool = False       # average overlapping chunks instead of splicing (comparison only:
+                                            # it averages modes)
+    ensemble_decay: float = 0.01            # temporal ensembling: weight exp(-decay * age) per chunk (ACT's m)
     swap_latency_budget_s: float = 0.0      # s: p99 probe latency a swapped-in model must meet; 0 = the
                                             # control period (no check when event-driven)
     # safety (defaults and checks: ebgan_mdn_ros.control.safety_filter.SafetyConfig)
@@ -104,6 +111,12 @@ class NodeConfig:
                 "at least one ONNX Runtime execution provider")
         require(math.isfinite(self.swap_latency_budget_s) and self.swap_latency_budget_s >= 0,
                 "swap_latency_budget_s", self.swap_latency_budget_s, ">= 0 s (0 = the control period)")
+        require(isinstance(self.chunk_n_exec, int) and 0 <= self.chunk_n_exec <= 10000, "chunk_n_exec",
+                self.chunk_n_exec, "0 (the model's n_exec) or a number of chunk steps")
+        require(math.isfinite(self.chunk_min_lead_s) and 0 <= self.chunk_min_lead_s < 10, "chunk_min_lead_s",
+                self.chunk_min_lead_s, "in [0, 10) s")
+        require(math.isfinite(self.ensemble_decay) and self.ensemble_decay >= 0, "ensemble_decay",
+                self.ensemble_decay, ">= 0")
         require(1 <= self.state_queue_depth <= 1000, "state_queue_depth", self.state_queue_depth, "1..1000")
         for key in ("position_lower", "position_upper"):
             value = getattr(self, key)
@@ -149,6 +162,7 @@ class NodeConfig:
             keep_mode_min_weight=self.keep_mode_min_weight,
             energy_threshold=self._energy_threshold(),
             temperature=self.temperature, seed=self.seed, providers=tuple(self.execution_providers),
+            splice_weight=self.splice_weight,
             intra_op_threads=self.intra_op_threads, inter_op_threads=self.inter_op_threads)
 
 

@@ -13,6 +13,10 @@ Topics (relative names, so a namespace or remapping moves them):
        (trajectory_msgs/JointTrajectory), reliable keep-last 1; ~/candidates, ~/decision;
        ~/model_info (latched); /diagnostics
   services: ~/start ~/stop ~/reset ~/reload ~/rollback (std_srvs/Trigger)
+
+A chunk model (manifest "chunk", docs/chunks.md) is served by `_chunk_tick` instead of `_decide`:
+inference on a worker thread (node/chunk_worker.py), the chunk spliced into the running plan, one
+JointTrajectory per chunk or the plan played out at the control rate on forward_command.
 """
 from __future__ import annotations
 
@@ -36,6 +40,7 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from ebgan_mdn_ros.node import conversions
+from ebgan_mdn_ros.node.chunk_execution import ChunkExecution, chunk_timing
 from ebgan_mdn_ros.config_base import ConfigError
 from ebgan_mdn_ros.control.latency_stats import LatencyStats, RateMeter
 from ebgan_mdn_ros.control.model_swap import ModelRejected, ModelSwapper, SwapEvent, make_runtime_validator
@@ -44,7 +49,7 @@ from ebgan_mdn_ros.node.parameters import (
     NodeConfig, config_from_parameters, parameter_values, resolve_model_directory)
 from ebgan_mdn_ros.paths import package_share_directories
 from ebgan_mdn_ros.control.decision_loop import DecisionLoop
-from ebgan_mdn_ros.control.safety_filter import NOTE_SEED_OUT_OF_LIMITS, SEED_NOTES, SafetyConfig
+from ebgan_mdn_ros.control.safety_filter import NOTE_SEED_OUT_OF_LIMITS, NOTE_STALE, SEED_NOTES, SafetyConfig
 from ebgan_mdn_ros.control.state_assembly import StateAssembler
 
 NODE_NAME = "policy_node"
@@ -83,6 +88,7 @@ class PolicyNode(Node):
         # Declaring every override lets an unknown (misspelt) parameter fail start-up by name.
         super().__init__(node_name, automatically_declare_parameters_from_overrides=True, **node_kwargs)
         self.runtime = None
+        self._chunks: ChunkExecution | None = None
         self._swapper = ModelSwapper(self._load_runtime, self._validate_runtime)
         try:
             self.config: NodeConfig = self._read_config()
@@ -138,7 +144,7 @@ class PolicyNode(Node):
         self.create_subscription(JointState, c.state_topic, self._on_state, state_qos)
         self.create_subscription(Float64MultiArray, c.goal_topic, self._on_goal, QoSProfile(depth=1))
         if period is not None:
-            self.create_timer(period, self._decide)
+            self.create_timer(period, self._decide if self._chunks is None else self._chunk_tick)
         self.create_timer(0.05, self._poll_swap)  # swaps also land while stopped or without state
         self.create_timer(c.diagnostics_period_s, self._publish_diagnostics)
         for name, handler in (("start", self._srv_start), ("stop", self._srv_stop), ("reset", self._srv_reset),
@@ -180,6 +186,12 @@ class PolicyNode(Node):
             raise ModelRejected(f"{exc} (model conditions {list(manifest.condition_names)})") from None
         if manifest.action_kind == "delta" and not self.config.position_lower:
             raise ModelRejected("a delta-action model needs the position_lower/position_upper parameters")
+        running_chunk = self.runtime.manifest.chunk if self.runtime is not None else None
+        if self.runtime is not None and manifest.chunk != running_chunk:
+            raise ModelRejected(f"chunk: the model's {manifest.chunk} differs from the running model's "
+                                f"{running_chunk} (the control timer and the plan are built for it: restart)")
+        if manifest.chunk is not None:
+            chunk_timing(manifest, self.config)
         # A swap must not turn absolute targets into deltas, nor be slower than the loop it joins;
         # probes run at the training condition mean. The condition layout may change: the node
         # rebuilds its assembler for the new model. At start-up the latency is not judged (200 probes
@@ -212,7 +224,12 @@ class PolicyNode(Node):
         if getattr(self, "_loop", None) is None:
             # The limits are fixed here, from the parameters or the first model's box: they bound
             # every later model, so a swap to a model with a wider box cannot widen them.
-            self._loop = DecisionLoop(runtime, self.config.joint_names, self._safety_config(runtime.manifest))
+            safety = self._safety_config(runtime.manifest)
+            if runtime.manifest.chunk is not None:
+                self._chunks = ChunkExecution(runtime, self.config, safety)
+                self._loop = self._chunks.loop
+            else:
+                self._loop = DecisionLoop(runtime, self.config.joint_names, safety)
         else:
             self._loop.adopt(runtime)  # a swap continues from the last command
 
@@ -319,6 +336,71 @@ class PolicyNode(Node):
         self._decision_pub.publish(conversions.fill_decision(
             self._decision_msg, stamp, decision, decision.action, published, result.held, note, latency))
 
+    # -- chunks (a chunk model; docs/chunks.md) -----------------------------------------------------
+    def _chunk_tick(self) -> None:
+        """The control timer for a chunk model. Never waits: inference runs on the worker."""
+        chunks = self._chunks
+        if not chunks.worker.busy:  # a swap never lands while the worker is inside the runtime
+            event = self._swapper.poll()
+            if event is not None:
+                self._on_swap(event)
+        result = chunks.worker.poll()
+        now_ns = time.perf_counter_ns()
+        if result is not None and self._running:
+            self._on_chunk(result, now_ns)
+        msg = self._state
+        if not self._running or msg is None:
+            return
+        age = self._state_age(msg)
+        if not chunks.trajectory and not self._dry_run:
+            reading = self._loop.assembler.read_joints(msg.name, msg.position, msg.velocity)
+            if not hasattr(reading, "reason"):
+                command = self._loop.tick(now_ns * 1e-9, reading.position, age)
+                if command is not None:
+                    self._command_pub.publish(conversions.forward_command(self._command_msg, command))
+        if msg is self._answered or chunks.worker.busy or not self._loop.due(now_ns, chunks.latency_ns):
+            return
+        self._answered = msg
+        request = self._loop.request(msg.name, msg.position, msg.velocity, self._goal, age, now_ns)
+        if isinstance(request, str):
+            if request in SEED_NOTES or request == NOTE_STALE:
+                self.seed_steps += 1
+                self._seed_note = request
+            else:
+                self._reject(request)
+            return
+        self._seed_note = ""
+        chunks.worker.submit(request)
+
+    def _on_chunk(self, result, now_ns: int) -> None:
+        chunks = self._chunks
+        if result.error is not None:
+            chunks.failures += 1
+            chunks.last_failure = f"{type(result.error).__name__}: {result.error}"
+            self.get_logger().error(f"chunk inference failed: {chunks.last_failure}", throttle_duration_sec=2.0)
+            return
+        request, decision = result.request, result.value
+        state_age = self._state_age(self._state) if self._state is not None else math.inf
+        points = self._loop.accept(request, decision, now_ns, request.position, state_age)
+        latency = (now_ns - request.observed_ns) * 1e-9
+        chunks.measured(now_ns - request.observed_ns)
+        published = None
+        if points is not None and not self._dry_run:
+            self._command_pub.publish(chunks.fill(points))
+            published = points.positions[0]
+        self._last_decision = decision
+        self.decisions += 1
+        self.rate.tick(now_ns * 1e-9)
+        self.latency.add(latency)
+        self.inference.add(decision.inference_seconds)
+        stamp = self._state.header.stamp if self._state is not None else self.get_clock().now().to_msg()
+        if self.config.publish_candidates:
+            self._candidates_pub.publish(conversions.fill_candidates(
+                self._candidates_msg, stamp, self._decision_msg.model_version, decision))
+        note = "dry_run" if self._dry_run else ("untrusted" if not decision.trusted else "")
+        self._decision_pub.publish(conversions.fill_decision(
+            self._decision_msg, stamp, decision, decision.action, published, False, note, latency))
+
     def _publish_command(self, command: np.ndarray) -> None:
         if self.config.output_mode == "forward_command":
             self._command_pub.publish(conversions.forward_command(self._command_msg, command))
@@ -424,6 +506,9 @@ class PolicyNode(Node):
         state_age = self._state_age(self._state) if self._state is not None else math.inf
         achieved = self.rate.rate_hz(now)
         target = c.control_rate_hz
+        if self._chunks is not None:  # one decision per n_exec steps of the chunk, by design
+            timing = self._chunks.timing
+            target = 1e9 / (timing.n_exec * timing.dt_ns)
         level, message = DiagnosticStatus.OK, "deciding"
         if not self._running:
             level, message = DiagnosticStatus.OK, "stopped"
@@ -449,6 +534,8 @@ class PolicyNode(Node):
             "energy_gap": float(decision.energy_gap) if decision is not None else math.nan,
         }
         values.update({f"safety_{k}": v for k, v in self._loop.safety_counters.items()})
+        if self._chunks is not None:
+            values.update(self._chunks.values())
         status = conversions.diagnostic_status(f"{self.get_name()}: policy", self.get_fully_qualified_name(),
                                                level, message, values)
         array = DiagnosticArray(status=[status])
@@ -457,6 +544,8 @@ class PolicyNode(Node):
 
     def destroy_node(self):
         self._swapper.close()
+        if self._chunks is not None:
+            self._chunks.close()
         super().destroy_node()
 
 
