@@ -164,9 +164,11 @@ def _polyline_points(corners: np.ndarray, step: float) -> np.ndarray:
     return corners[index] + fraction[:, None] * segments[index]
 
 
-def _planning_task() -> Task:
+def planning_paths() -> list[np.ndarray]:
+    """The multi-route task's 300 demonstrations, one [T, 2] array of visited points each (route =
+    index % 3); the task's pairs are their points and steps (chunked pairs: benchmarks/multiroute_chunks.py)."""
     rng = np.random.default_rng(7)
-    observations, displacements = [], []
+    paths = []
     for demo in range(300):
         route = demo % 3
         start = START_NOISE * rng.standard_normal(2)
@@ -176,6 +178,13 @@ def _planning_task() -> Task:
         # path, so the demonstrations teach a policy that corrects its own drift.
         noisy = clean + DEMO_POINT_NOISE * rng.standard_normal(clean.shape)
         noisy[0] = start
+        paths.append(noisy)
+    return paths
+
+
+def _planning_task() -> Task:
+    observations, displacements = [], []
+    for noisy in planning_paths():
         observations.append(noisy[:-1])
         displacements.append(np.clip(np.diff(noisy, axis=0), -PLANNING_MAX_STEP, PLANNING_MAX_STEP))
     starts = START_NOISE * np.random.default_rng(8).standard_normal((50, 2))
