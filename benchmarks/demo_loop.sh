@@ -65,13 +65,13 @@ print(f"IK on 500 held-out goals: success (error < 0.1 m) {100 * np.mean(error <
       f"median error {np.median(error):.3f} m, elbow_up share {100 * np.mean(actions[:, 1] > 0):.1f} %")
 PY
 else
-  # Closed loop in simulated time on the recorded arm's dynamics: 100 Hz decisions, 5 s per rollout.
+  # Closed loop in simulated time on the recorded arm (the MuJoCo gantry): 100 Hz decisions, 5 s per rollout.
   python - "$OUT/model" <<'PY'
 import sys
 import numpy as np
-from ebgan_mdn_ros.sim.arm_dynamics import ArmConfig, FirstOrderArm
+from ebgan_mdn_ros.sim.mujoco_arm import MujocoArm
+from ebgan_mdn_ros.sim.task_arms import task_arm_config
 from ebgan_mdn_ros.tasks.expert import ROUTE_VIA_POINTS
-from ebgan_mdn_ros.sim.recording import arm_preset
 from ebgan_mdn_ros.runtime.policy_runtime import PolicyRuntime
 from ebgan_mdn_ros.runtime.runtime_config import RuntimeConfig
 
@@ -79,12 +79,13 @@ runtime = PolicyRuntime(sys.argv[1], RuntimeConfig(seed=1))
 rng = np.random.default_rng(321)
 reached, routes = 0, []
 for rollout in range(30):
-    arm = FirstOrderArm(ArmConfig(**arm_preset("multiroute")))
+    arm = MujocoArm(task_arm_config("multiroute"))
     arm.reset(0.25 * rng.standard_normal(2))
     runtime.reset()
     path = [arm.position.copy()]
     for _ in range(500):
-        arm.step(arm.position + runtime.decide(arm.position).action, 0.01)
+        arm.set_target(arm.position + runtime.decide(arm.position).action)
+        arm.step(10)  # 10 ms of 1 kHz physics
         path.append(arm.position.copy())
         if np.all((arm.position >= 19.0) & (arm.position <= 21.0)):
             reached += 1

@@ -1,11 +1,14 @@
 """The MuJoCo UR5e as a ROS 2 arm: the topics of ros2_control's controllers, 1 kHz physics in real time.
 
+The one simulator of the package: `robot` picks the UR5e (default) or one of the 2-D tasks' arms
+(sim/task_arms.py: planar_2link, gantry_xy), which `sim_arm` (node/sim_nodes.py) runs by task.
+
     python -m ebgan_mdn_ros.node.mujoco_sim_node --ros-args -p publish_rate_hz:=500.0
     python -m ebgan_mdn_ros.node.mujoco_sim_node --ros-args -p publish_rate_hz:=100.0 -p real_time_factor:=20.0
 
 in:  <forward_controller>/commands (std_msgs/Float64MultiArray, one position per joint in joint order)
      <trajectory_controller>/joint_trajectory (trajectory_msgs/JointTrajectory, joints by name)
-     mujoco_sim/reset_position (std_msgs/Float64MultiArray: put the arm there at rest; empty = home)
+     <node name>/reset_position (std_msgs/Float64MultiArray: put the arm there at rest; empty = home)
 out: joint_states (sensor_msgs/JointState: position, velocity, effort), flange_pose
      (geometry_msgs/PoseStamped), contacts (std_msgs/String, JSON, whenever the set of touching
      pairs changes), /diagnostics (counts of contacts and of accepted / refused commands),
@@ -62,15 +65,18 @@ from ebgan_mdn_ros.node.process import RCLError
 from ebgan_mdn_ros.sim.box_reach_expert import box_reach_scene
 from ebgan_mdn_ros.sim.controllers import FORWARD, TRAJECTORY, ControllerSwitch
 from ebgan_mdn_ros.sim.mujoco_arm import ArmSimConfig, MujocoArm, RobotLoadError, SceneConfig
+from ebgan_mdn_ros.sim.task_arms import ROBOTS, task_arm_config
 
-SCENES = ("box_reach", "table")
-RESET_TOPIC = "mujoco_sim/reset_position"
+SCENES = ("box_reach", "table", "none")
+NODE_NAME = "mujoco_sim"
+RESET_TOPIC = f"{NODE_NAME}/reset_position"
 MAX_TICK_HZ = 5000.0   # wall-clock ticks per second a faster-than-real-time sim may ask for
 
 
 @dataclass(frozen=True)
 class SimNodeConfig:
-    robot_xml: str = ""                     # "" = the Menagerie UR5e
+    robot: str = "ur5e"                     # ur5e | planar_2link | gantry_xy (the 2-D tasks' arms)
+    robot_xml: str = ""                     # "" = the Menagerie UR5e; a file: any position-servoed MJCF
     scene: str = "box_reach"                # box_reach (table and box) | table
     publish_rate_hz: float = 500.0          # Hz, joint_states and flange_pose (the UR driver's rate)
     forward_controller: str = "forward_position_controller"
@@ -84,7 +90,10 @@ class SimNodeConfig:
     max_lead_s: float = 0.5                 # simulated s the sim may run ahead of the pace_topic clock
 
     def __post_init__(self):
+        require(self.robot in ("ur5e", *ROBOTS), "robot", self.robot, f"one of {('ur5e', *ROBOTS)}")
         require(self.scene in SCENES, "scene", self.scene, f"one of {SCENES}")
+        require(self.robot == "ur5e" or (self.scene == "none" and not self.robot_xml), "scene", self.scene,
+                f"'none' and no robot_xml for robot {self.robot!r} (the task arms have no scene)")
         require(0 < self.publish_rate_hz <= 1000.0, "publish_rate_hz", self.publish_rate_hz, "in (0, 1000] Hz")
         require(math.isfinite(self.real_time_factor) and 0 < self.real_time_factor <= 100.0, "real_time_factor",
                 self.real_time_factor, "in (0, 100] simulated seconds per wall second")
@@ -104,16 +113,10 @@ class SimNodeConfig:
 
 
 class MujocoSimNode(Node):
-    def __init__(self, node_name: str = "mujoco_sim", **kwargs):
+    def __init__(self, node_name: str = NODE_NAME, **kwargs):
         super().__init__(node_name, **kwargs)
-        defaults = SimNodeConfig()
-        declared = {name: self.declare_parameter(name, list(value) if isinstance(value, tuple) else value).value
-                    for name, value in vars(defaults).items() if name != "initial_position"}
-        # an empty list has no ROS parameter type: declare it as a double array explicitly
-        initial = self.declare_parameter("initial_position", Parameter.Type.DOUBLE_ARRAY).value
-        self.config = c = SimNodeConfig(**declared, initial_position=tuple(initial or ()))
-        scene = box_reach_scene() if c.scene == "box_reach" else SceneConfig()
-        self.arm = MujocoArm(ArmSimConfig(robot_xml=c.robot_xml, scene=scene))
+        self.config = c = self._read_config(SimNodeConfig())
+        self.arm = MujocoArm(self._arm_config(c))
         if c.initial_position:
             self.arm.reset(np.asarray(c.initial_position, dtype=np.float64))
         self.switch = ControllerSwitch(self.arm.joint_names)
@@ -149,7 +152,7 @@ class MujocoSimNode(Node):
         self.create_subscription(Float64MultiArray, f"{c.forward_controller}/commands", self._on_forward, reliable)
         self.create_subscription(JointTrajectory, f"{c.trajectory_controller}/joint_trajectory",
                                  self._on_trajectory, reliable)
-        self.create_subscription(Float64MultiArray, RESET_TOPIC, self._on_reset, reliable)
+        self.create_subscription(Float64MultiArray, f"{node_name}/reset_position", self._on_reset, reliable)
         self._paced_ns: int | None = None  # the consumer's clock, once it has said where it is
         if c.pace_topic:
             self.create_subscription(Clock, c.pace_topic, self._on_pace, QoSProfile(depth=10))
@@ -161,6 +164,24 @@ class MujocoSimNode(Node):
             self.create_timer(1.0 / c.publish_rate_hz, self._tick)
         self.create_timer(c.diagnostics_period_s, self._publish_diagnostics)
         self._publish()
+
+    def _read_config(self, defaults: SimNodeConfig) -> SimNodeConfig:
+        declared = {name: self.declare_parameter(name, list(value) if isinstance(value, tuple) else value).value
+                    for name, value in vars(defaults).items() if name != "initial_position"}
+        # an empty list has no ROS parameter type: declare it as a double array explicitly
+        initial = self.declare_parameter("initial_position", Parameter.Type.DOUBLE_ARRAY).value
+        return SimNodeConfig(**declared, initial_position=tuple(initial or ()))
+
+    @staticmethod
+    def _arm_config(c: SimNodeConfig) -> ArmSimConfig:
+        if c.robot != "ur5e":
+            return task_arm_config(ROBOTS[c.robot])
+        scene = box_reach_scene() if c.scene == "box_reach" else SceneConfig(table=c.scene == "table")
+        return ArmSimConfig(robot_xml=c.robot_xml, scene=scene)
+
+    @property
+    def commands_received(self) -> int:
+        return sum(self.switch.accepted.values())
 
     # -- commands ---------------------------------------------------------------------------------
     def _on_forward(self, msg: Float64MultiArray) -> None:

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ebgan_mdn_ros.data.bag_writer import BagWriter, RecorderError
-from ebgan_mdn_ros.sim.arm_dynamics import TASKS
+from ebgan_mdn_ros.sim.goal_schedule import TASKS
 from ebgan_mdn_ros.sim.recording import (
     ARRAY_TYPE, GOAL, GOAL_EVENTS, JOINT_STATE_TYPE, JOINT_STATES, RESET,
     STRING_TYPE, RecordingSummary, command_topic, record_inprocess, topics_of)
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--goals", type=int, default=50, help="stop after this many finished goals (episodes)")
     parser.add_argument("--out", required=True, help="bag directory to create (must not exist)")
     parser.add_argument("--backend", choices=("ros", "inprocess"), default="ros",
-                        help="ros: real sim_arm nodes over DDS; inprocess: arm_dynamics in simulated time")
+                        help="ros: real sim_arm nodes over DDS; inprocess: the same MuJoCo arm in simulated time")
     parser.add_argument("--attach", action="store_true",
                         help="ros backend: do not start sim_arm / goal_source, join running ones")
     parser.add_argument("--seed", type=int, default=0, help="expert's mode choices and the goal source's goals")

@@ -1,11 +1,12 @@
 """Simulated arm and goal source for the demo, the launch file's `arm:=sim` and the node tests.
 
-`sim_arm` stands in for ros2_control: it subscribes to the same command topics as a
-ForwardCommandController (`<forward_controller>/commands`) and a JointTrajectoryController
-(`<trajectory_controller>/joint_trajectory`), tracks the target with first-order dynamics and
-publishes sensor_msgs/JointState on `joint_states`. `sim_arm goal_source` runs the task's goal
-source instead: goals on `goal` (std_msgs/Float64MultiArray), one JSON line per finished goal on
-`goal_events` (std_msgs/String) and in the log, and a summary on shutdown.
+`sim_arm` is the MuJoCo sim node (node/mujoco_sim_node.py) with a 2-D task's arm: the planar 2-link
+or the gantry as position servos in 1 kHz physics, behind the topics of ros2_control's
+ForwardCommandController (`<forward_controller>/commands`) and JointTrajectoryController
+(`<trajectory_controller>/joint_trajectory`), publishing sensor_msgs/JointState on `joint_states`.
+`sim_arm goal_source` runs the task's goal source instead: goals on `goal` (std_msgs/Float64MultiArray),
+one JSON line per finished goal on `goal_events` (std_msgs/String) and in the log, and a summary on
+shutdown.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import json
 import math
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 import rclpy
@@ -21,82 +23,35 @@ from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import Trigger
-from trajectory_msgs.msg import JointTrajectory
 
+from ebgan_mdn_ros.config_base import require
 from ebgan_mdn_ros.node import conversions
-from ebgan_mdn_ros.sim.arm_dynamics import ARM_PRESETS, ArmConfig, FirstOrderArm, GoalSchedule, TaskConfig, TrajectoryTarget
+from ebgan_mdn_ros.node.mujoco_sim_node import MujocoSimNode, SimNodeConfig
 from ebgan_mdn_ros.node.process import run_nodes
+from ebgan_mdn_ros.sim.goal_schedule import GoalSchedule, TaskConfig
+from ebgan_mdn_ros.sim.task_arms import ROBOTS
 
 RESET_TOPIC = "sim_arm/reset_position"  # multiroute episodes restart the gantry here
 RUNNING, STOPPING, MOVING = "running", "stopping", "moving"
 RESTART_PATIENCE_S = 2.0  # s to wait for the policy or the arm during an episode restart
 
 
-class SimArmNode(Node):
+class SimArmNode(MujocoSimNode):
+    """The arm of a 2-D task in MuJoCo (sim/task_arms.py), picked by the `task` parameter: the planar
+    2-link (ik) or the gantry (multiroute), with the UR5e's controllers, clock and topics."""
+
     def __init__(self, **kwargs):
         super().__init__("sim_arm", **kwargs)
+
+    def _read_config(self, defaults: SimNodeConfig) -> SimNodeConfig:
         task = self.declare_parameter("task", "ik").value
-        if task not in ARM_PRESETS:
-            raise ValueError(f"task: {task!r} is unknown, expected one of {sorted(ARM_PRESETS)}")
-        preset = ARM_PRESETS[task]
-        initial = self.declare_parameter("initial_position", list(preset["initial_position"])).value
-        self.arm = FirstOrderArm(ArmConfig(
-            preset["joint_names"], preset["position_lower"], preset["position_upper"], tuple(initial),
-            time_constant_s=self.declare_parameter("time_constant_s", preset["time_constant_s"]).value,  # s
-            max_velocity=self.declare_parameter("max_velocity", preset["max_velocity"]).value))  # rad/s, m/s
-        self.joint_names = list(preset["joint_names"])
-        rate = self.declare_parameter("publish_rate_hz", 100.0).value               # Hz
-        forward = self.declare_parameter("forward_controller", "forward_position_controller").value
-        trajectory = self.declare_parameter("trajectory_controller", "joint_trajectory_controller").value
-        self._forward_target: np.ndarray | None = None
-        self._trajectory = TrajectoryTarget()
-        self._use_trajectory = False
-        self.commands_received = 0
-        self._state = JointState(name=self.joint_names)
-        self._state_pub = self.create_publisher(JointState, "joint_states", 10)
-        reliable = QoSProfile(depth=1)  # the controllers' own subscriptions are reliable
-        self.create_subscription(Float64MultiArray, f"{forward}/commands", self._on_forward, reliable)
-        self.create_subscription(JointTrajectory, f"{trajectory}/joint_trajectory", self._on_trajectory, reliable)
-        self.create_subscription(Float64MultiArray, RESET_TOPIC, self._on_reset, reliable)
-        self._last_step = time.monotonic()
-        self.create_timer(1.0 / rate, self._step)
+        robots = {task_name: robot for robot, task_name in ROBOTS.items()}
+        require(task in robots, "task", task, f"one of {sorted(robots)}")
+        return super()._read_config(replace(defaults, robot=robots[task], scene="none", publish_rate_hz=100.0))
 
-    def _on_forward(self, msg: Float64MultiArray) -> None:
-        values = conversions.multiarray_values(msg)
-        if values.shape != (len(self.joint_names),) or not np.all(np.isfinite(values)):
-            # ForwardCommandController errors on a wrong length and drops non-finite values
-            self.get_logger().error(f"command {values.tolist()} is not {len(self.joint_names)} finite values",
-                                    throttle_duration_sec=2.0)
-            return
-        self._forward_target, self._use_trajectory = values, False
-        self.commands_received += 1
-
-    def _on_trajectory(self, msg: JointTrajectory) -> None:
-        stamp = conversions.stamp_seconds(msg.header.stamp)
-        now = self.get_clock().now().nanoseconds * 1e-9
-        start = time.monotonic() + (stamp - now if stamp > 0 else 0.0)  # stamp 0 = start now
-        try:
-            times, positions = conversions.trajectory_positions(msg, self.joint_names)
-            self._trajectory.set(start, self.arm.position.copy(), times, positions)
-        except ValueError as exc:
-            self.get_logger().error(f"trajectory rejected: {exc}", throttle_duration_sec=2.0)
-            return
-        self._use_trajectory = True
-        self.commands_received += 1
-
-    def _on_reset(self, msg: Float64MultiArray) -> None:
-        self.arm.reset(conversions.multiarray_values(msg))
-        self._forward_target, self._trajectory, self._use_trajectory = None, TrajectoryTarget(), False
-
-    def _step(self) -> None:
-        now = time.monotonic()
-        target = self._trajectory.target(now) if self._use_trajectory else self._forward_target
-        self.arm.step(target, now - self._last_step)
-        self._last_step = now
-        self._state.header.stamp = self.get_clock().now().to_msg()
-        self._state.position = conversions.float64s(self.arm.position)
-        self._state.velocity = conversions.float64s(self.arm.velocity)
-        self._state_pub.publish(self._state)
+    @property
+    def joint_names(self) -> list[str]:
+        return list(self.arm.joint_names)
 
 
 class GoalSourceNode(Node):

@@ -78,7 +78,8 @@ class SceneConfig:
 
 @dataclass(frozen=True)
 class ArmSimConfig:
-    robot_xml: str = ""                        # "" = the Menagerie UR5e
+    robot_xml: str = ""                        # "" = the Menagerie UR5e (or robot_mjcf)
+    robot_mjcf: str = ""                       # MJCF text instead of a file (sim/task_arms.py)
     scene: SceneConfig = field(default_factory=SceneConfig)
     timestep_s: float = 0.001                  # s: 1 kHz, the rate of ros2_control on a UR
     gravity_compensation: bool = True
@@ -113,7 +114,10 @@ class MujocoArm:
 
     def __init__(self, config: ArmSimConfig | None = None):
         self.config = config or ArmSimConfig()
-        path = Path(self.config.robot_xml) if self.config.robot_xml else default_robot_xml()
+        if self.config.robot_mjcf:
+            path = Path(f"<robot_mjcf {self.config.robot_mjcf[:40].splitlines()[0]}...>")
+        else:
+            path = Path(self.config.robot_xml) if self.config.robot_xml else default_robot_xml()
         self.model = self._compile(path)
         self.data = mujoco.MjData(self.model)
         self._scratch = mujoco.MjData(self.model)
@@ -137,10 +141,11 @@ class MujocoArm:
     # ---- loading --------------------------------------------------------------------------------
 
     def _compile(self, path: Path) -> mujoco.MjModel:
-        if not path.is_file():
+        text = self.config.robot_mjcf
+        if not text and not path.is_file():
             raise RobotLoadError(f"{path}: robot file not found (robot_xml)")
         try:
-            spec = mujoco.MjSpec.from_file(str(path))
+            spec = mujoco.MjSpec.from_string(text) if text else mujoco.MjSpec.from_file(str(path))
         except Exception as exc:  # mujoco raises ValueError with the parser's message
             raise RobotLoadError(f"{path}: does not parse as MJCF: {exc}") from exc
         spec.option.timestep = self.config.timestep_s

@@ -1,7 +1,7 @@
 """Demonstrations of the scripted expert in simulated time, written as a rosbag2 without a ROS graph.
 
 The in-process backend of `python -m ebgan_mdn_ros.node.record_demos --backend inprocess`: the same
-arm dynamics and goal schedule as the sim nodes step in simulated time and the messages are encoded
+MuJoCo arm (sim/task_arms.py) and goal schedule as the sim nodes step in simulated time and the messages are encoded
 with mcap_ros2, in the order the ROS graph sends them. Fast, deterministic, and usable where rclpy
 is not installed. The topic names and types here are the ones the ROS backend records too.
 """
@@ -15,7 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from ebgan_mdn_ros.data.bag_writer import BagWriter
-from ebgan_mdn_ros.sim.arm_dynamics import ARM_PRESETS, ArmConfig, FirstOrderArm, GoalSchedule, TaskConfig
+from ebgan_mdn_ros.sim.goal_schedule import GoalSchedule, TaskConfig
+from ebgan_mdn_ros.sim.mujoco_arm import MujocoArm
+from ebgan_mdn_ros.sim.task_arms import task_arm_config
 from ebgan_mdn_ros.tasks.expert import IKExpert, RouteExpert
 
 JOINT_STATES, GOAL, GOAL_EVENTS = "/joint_states", "/goal", "/goal_events"
@@ -56,11 +58,7 @@ def topics_of(task: str, controller: str) -> list[tuple[str, str]]:
     return topics
 
 
-def arm_preset(task: str) -> dict:
-    return dict(ARM_PRESETS[task])
-
-
-# ---- in-process backend: arm_dynamics in simulated time -------------------------------------------
+# ---- in-process backend: the MuJoCo arm in simulated time ------------------------------------------
 
 def _stamp(t_ns: int) -> dict:
     return {"sec": int(t_ns // 1_000_000_000), "nanosec": int(t_ns % 1_000_000_000)}
@@ -73,7 +71,7 @@ def _array(values) -> dict:
 def record_inprocess(task: str, goals: int, out: Path, seed: int = 0, rate_hz: float = 100.0,
                      controller: str = "forward_position_controller", max_sim_seconds: float | None = None,
                      start_ns: int | None = None) -> RecordingSummary:
-    """Run the expert against arm_dynamics in simulated time; messages in the order the ROS graph sends them.
+    """Run the expert against the MuJoCo arm in simulated time; messages in the order the ROS graph sends them.
 
     Per tick (1 / rate_hz): the arm steps towards the last command and publishes its state; the
     multi-route expert answers the state with a command; the goal source scores the state and,
@@ -83,13 +81,13 @@ def record_inprocess(task: str, goals: int, out: Path, seed: int = 0, rate_hz: f
     """
     wall_start = time.monotonic()
     rng = np.random.default_rng(seed)
-    preset = arm_preset(task)
-    arm = FirstOrderArm(ArmConfig(**preset))
+    arm = MujocoArm(task_arm_config(task))
     schedule = GoalSchedule(TaskConfig(task=task, seed=seed))  # the goal source node's defaults
     expert = IKExpert(rng) if task == "ik" else RouteExpert(rng)
-    joint_names = list(preset["joint_names"])
+    joint_names = list(arm.joint_names)
     commands = command_topic(controller)
     tick_ns = int(round(1e9 / rate_hz))
+    steps_per_tick = max(1, int(round(tick_ns * 1e-9 / arm.dt)))
     republish_ns = int(round(GOAL_REPUBLISH_S * 1e9))
     t = time.time_ns() if start_ns is None else int(start_ns)
     limit_ns = t + int((max_sim_seconds or goals * (schedule.config.timeout_s + 1.0) + 5.0) * 1e9)
@@ -122,7 +120,9 @@ def record_inprocess(task: str, goals: int, out: Path, seed: int = 0, rate_hz: f
 
         while schedule.tally.attempted < goals and t < limit_ns:
             t += tick_ns
-            arm.step(target, tick_ns * 1e-9)
+            if target is not None:
+                arm.set_target(target)
+            arm.step(steps_per_tick)
             bag.write_message(JOINT_STATES, {
                 "header": {"stamp": _stamp(t), "frame_id": ""}, "name": joint_names,
                 "position": arm.position.tolist(), "velocity": arm.velocity.tolist(), "effort": []}, t)

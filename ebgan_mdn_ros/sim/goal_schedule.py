@@ -1,10 +1,9 @@
-"""Pure simulation of the arms the demo drives, and the goal tasks it is scored on (numpy, no rclpy).
+"""The goals of the 2-D tasks the simulated arms are scored on, one at a time (numpy, no rclpy).
 
-The arm tracks its position target with first-order dynamics (time constant, velocity cap, joint
-limits): enough to close the loop through real topics without pretending to be a physics engine.
-Tasks (docs/method.md section 6): "ik" (planar arm, links 3 and 3, a Cartesian goal in the reachable
-annulus, two modes: elbow up / elbow down) and "multiroute" (a 2-axis gantry from near (0, 0) to
-the box [19, 21]^2; reached means inside the box).
+The arms themselves are MuJoCo models (sim/task_arms.py). Tasks (docs/method.md section 6): "ik"
+(planar arm, links 3 and 3, a Cartesian goal in the reachable annulus, two modes: elbow up / elbow
+down) and "multiroute" (a 2-axis gantry from near (0, 0) to the box [19, 21]^2; reached means
+inside the box).
 """
 from __future__ import annotations
 
@@ -17,87 +16,6 @@ from ebgan_mdn_ros.tasks.planar_arm import (
     GOAL_BEARING_RANGE, GOAL_RADIUS_RANGE, LINK_LENGTHS, elbow_mode, planar_forward_kinematics)
 
 TASKS = ("ik", "multiroute")  # the task names of tasks/catalog.py
-
-# Joints, limits and start pose of the arm each task runs on.
-# The gantry is fast: a multi-route action is a displacement of up to 2 m per decision.
-ARM_PRESETS = {
-    "ik": dict(joint_names=("shoulder", "elbow"), position_lower=(-math.pi, -math.pi),
-                     position_upper=(math.pi, math.pi), initial_position=(0.3, 1.2),
-                     time_constant_s=0.05, max_velocity=4.0),
-    "multiroute": dict(joint_names=("x_joint", "y_joint"), position_lower=(-2.0, -2.0),
-                       position_upper=(22.0, 22.0), initial_position=(0.0, 0.0),
-                       time_constant_s=0.02, max_velocity=40.0),
-}
-
-
-@dataclass(frozen=True)
-class ArmConfig:
-    joint_names: tuple[str, ...]
-    position_lower: tuple[float, ...]       # rad or m
-    position_upper: tuple[float, ...]
-    initial_position: tuple[float, ...]
-    time_constant_s: float = 0.05           # s: first-order lag of the position loop
-    max_velocity: float = 4.0               # rad/s or m/s
-
-    def __post_init__(self):
-        n = len(self.joint_names)
-        if not n or any(len(v) != n for v in (self.position_lower, self.position_upper, self.initial_position)):
-            raise ValueError(f"position_lower/upper and initial_position need {n} values (one per joint)")
-        if any(lo >= hi for lo, hi in zip(self.position_lower, self.position_upper)):
-            raise ValueError(f"position_lower {self.position_lower} must be below position_upper {self.position_upper}")
-        if self.time_constant_s <= 0 or self.max_velocity <= 0:
-            raise ValueError("time_constant_s and max_velocity must be > 0")
-
-
-class FirstOrderArm:
-    """position' = (target - position) / tau, capped at max_velocity, clamped to the joint limits."""
-
-    def __init__(self, config: ArmConfig):
-        self.config = config
-        self._lower = np.array(config.position_lower)
-        self._upper = np.array(config.position_upper)
-        self.position = np.clip(np.array(config.initial_position, dtype=np.float64), self._lower, self._upper)
-        self.velocity = np.zeros_like(self.position)
-
-    def step(self, target: np.ndarray | None, dt: float) -> None:
-        """Advance dt seconds towards ``target`` (None: no command yet, the arm stays put)."""
-        if target is None or dt <= 0:
-            self.velocity[:] = 0.0
-            return
-        gain = 1.0 - math.exp(-dt / self.config.time_constant_s)
-        limit = self.config.max_velocity * dt
-        move = np.clip((np.asarray(target) - self.position) * gain, -limit, limit)
-        new_position = np.clip(self.position + move, self._lower, self._upper)
-        self.velocity = (new_position - self.position) / dt
-        self.position = new_position
-
-    def reset(self, position) -> None:
-        self.position = np.clip(np.asarray(position, dtype=np.float64), self._lower, self._upper)
-        self.velocity = np.zeros_like(self.position)
-
-
-class TrajectoryTarget:
-    """What a joint trajectory controller tracks: linear interpolation from where it started.
-
-    A new trajectory replaces the old one from the current position (as JointTrajectoryController
-    does for a trajectory starting now).
-    """
-
-    def __init__(self):
-        self._times: np.ndarray | None = None
-        self._points: np.ndarray | None = None
-
-    def set(self, start_time: float, start_position: np.ndarray, times_from_start, positions) -> None:
-        times = np.asarray(times_from_start, dtype=np.float64)
-        if times.ndim != 1 or len(times) == 0 or np.any(np.diff(times) <= 0) or times[0] < 0:
-            raise ValueError(f"time_from_start must be non-negative and strictly increasing, got {times.tolist()}")
-        self._times = np.concatenate([[start_time], start_time + times])
-        self._points = np.vstack([start_position, np.asarray(positions, dtype=np.float64)])
-
-    def target(self, now: float) -> np.ndarray | None:
-        if self._times is None:
-            return None
-        return np.array([np.interp(now, self._times, column) for column in self._points.T])
 
 
 @dataclass(frozen=True)
