@@ -50,6 +50,8 @@ def _arguments(argv):
     parser.add_argument("--config", default="config/sim_ur5e_chunks.yaml", help="the chunk variants' node parameters")
     parser.add_argument("--step-config", default="config/sim_ur5e.yaml", help="the per-step variant's")
     parser.add_argument("--playback-hz", type=float, default=50.0, help="chunk playback rate (forward output)")
+    parser.add_argument("--trajectory-max-step", type=float, default=0.35,
+                        help="rad per trajectory point (0.1 s) for the trajectory variants (config/sim_ur5e.yaml's)")
     parser.add_argument("--transport-ms", type=float, default=5.0, help="added to each measured inference time")
     parser.add_argument("--num-candidates", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
@@ -87,6 +89,8 @@ def _policy(args, model: str, n_exec: int, output: str, ensembling: bool):
         parameters["num_candidates"] = args.num_candidates
     if n_exec:
         parameters.update(control_rate_hz=args.playback_hz, chunk_n_exec=n_exec, temporal_ensembling=ensembling)
+        if output == "trajectory":  # the filter's step limit applies per trajectory point (one per dt)
+            parameters["max_step"] = args.trajectory_max_step
     node = config_from_parameters(parameters)
     runtime = PolicyRuntime(node.model_directory, node.runtime_config())
     safety = node.safety_config(node.position_lower, node.position_upper)

@@ -140,7 +140,7 @@ def test_forward_command_plays_the_chunk_at_the_control_rate_through_the_filter(
     assert points is None  # nothing to send at once: the ticks send it
     commands = [loop.tick((now + k * 20 * MS) * 1e-9, np.zeros(2), 0.0)[0] for k in range(1, 26)]
     assert commands[4] == pytest.approx(0.1) and commands[9] == pytest.approx(0.2)   # +100 ms, +200 ms
-    assert commands[-1] == pytest.approx(0.4) and loop.counters["idle_ticks"] == 5    # past +400 ms: holds
+    assert commands[-1] == pytest.approx(0.4) and loop.counters["idle_ticks"] == 5    # past +400 ms: holds, idle
 
 
 def test_delta_chunks_are_targets_from_the_answered_position():

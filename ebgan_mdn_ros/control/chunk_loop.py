@@ -105,7 +105,11 @@ class ChunkLoop:
         self._last_observed_ns = None
         self._safety.begin_seed()
 
-    reseed = new_episode
+    reseed = new_episode  # arming after a dry run: start from the measured position
+
+    def reset_episode(self) -> None:
+        """~/reset: forget the kept mode; the running plan goes on and the next chunk splices into it."""
+        self.runtime.reset()
 
     @property
     def safety_counters(self) -> dict[str, int]:
@@ -202,8 +206,8 @@ class ChunkLoop:
         """forward_command: the plan's target now, through the safety filter (None: send nothing)."""
         if self._player.empty:
             return None
-        if now > self._player.end_time:
-            self.counters["idle_ticks"] += 1  # past the last point: the arm holds, waiting for a chunk
+        if self.counters["chunks"] and now > self._player.end_time:
+            self.counters["idle_ticks"] += 1  # past the last chunk's end: the arm holds, waiting for the next
         target = self._player.sample(now)
         dt = now - self._last_tick if self._last_tick is not None else 0.0
         result = self._safety.filter(target, measured, state_age_s, True, dt if math.isfinite(dt) else 0.0)

@@ -39,6 +39,8 @@ class ChunkExecution:
         self.message.joint_names = list(config.joint_names)
         self.failures = 0
         self.last_failure = ""
+        self.episode = 0            # ~/start counts episodes; an answer to an older one is dropped
+        self.request_episode = 0
 
     def measured(self, latency_ns: int) -> None:
         """One decision's state-to-splice latency: the next request starts the slowest of the last ten early."""

@@ -370,7 +370,8 @@ class PolicyNode(Node):
                 self._reject(request)
             return
         self._seed_note = ""
-        chunks.worker.submit(request)
+        if chunks.worker.submit(request):
+            chunks.request_episode = chunks.episode
 
     def _on_chunk(self, result, now_ns: int) -> None:
         chunks = self._chunks
@@ -380,6 +381,8 @@ class PolicyNode(Node):
             self.get_logger().error(f"chunk inference failed: {chunks.last_failure}", throttle_duration_sec=2.0)
             return
         request, decision = result.request, result.value
+        if chunks.request_episode != chunks.episode:  # asked before ~/start began this episode: stale
+            return
         state_age = self._state_age(self._state) if self._state is not None else math.inf
         points = self._loop.accept(request, decision, now_ns, request.position, state_age)
         latency = (now_ns - request.observed_ns) * 1e-9
@@ -424,6 +427,8 @@ class PolicyNode(Node):
     def _srv_start(self, request, response):
         """Start (or restart) deciding as a new episode: no kept mode, seeded from the next measured state."""
         self._loop.new_episode()
+        if self._chunks is not None:
+            self._chunks.episode += 1
         self._running, self._answered = True, self._state
         response.success, response.message = True, "deciding" + (" (dry run: no commands)" if self._dry_run else "")
         return response
