@@ -114,3 +114,16 @@ def test_chunk_demonstrations_round_trip_through_npz(tmp_path):
     assert loaded.chunk == ChunkSpec(4, 2, 0.1) and loaded.action_names == JOINTS
     spec = loaded.spec("delta")
     assert spec.chunk == ChunkSpec(4, 2, 0.1) and len(spec.action_low) == 2
+
+
+def test_one_candidate_is_the_kept_components_mean_chunk(chunk_model):
+    condition = np.array([0.2, 0.0, 0.0], np.float32)
+    firsts = {}
+    for mean in (True, False):
+        runtime = PolicyRuntime(chunk_model, RuntimeConfig(num_candidates=8, seed=5, chunk_mean_candidate=mean))
+        first = runtime.decide(condition)
+        second = runtime.decide(condition, first.action.reshape(4, 2)[2:])  # same component (stickiness)
+        assert second.chosen_component == first.chosen_component
+        firsts[mean] = (first.candidates[0], second.candidates[0])
+    np.testing.assert_array_equal(*firsts[True])   # noise-free: the component's mean, both times
+    assert not np.array_equal(*firsts[False])

@@ -89,6 +89,7 @@ class ChunkLoop:
         self.counters = {"chunks": 0, "points_sent": 0, "points_stale": 0, "splice_clamped": 0,
                          "untrusted_chunks": 0, "idle_ticks": 0}
         self.idle_s = 0.0            # time the arm had no future point before a chunk arrived
+        self._episode_chunks = 0     # before an episode's first chunk the arm rests at its seed: not idle
         self._first_tick_after_splice = False
         self._velocities = np.zeros((timing.horizon, joints))
         self.adopt(runtime)
@@ -103,6 +104,7 @@ class ChunkLoop:
         self.runtime.reset()
         self._player.clear()
         self._last_observed_ns = None
+        self._episode_chunks = 0
         self._safety.begin_seed()
 
     reseed = new_episode  # arming after a dry run: start from the measured position
@@ -167,13 +169,14 @@ class ChunkLoop:
         if first >= timing.horizon:
             return None
         now = now_ns * 1e-9
-        if self.counters["chunks"] and now > self._player.end_time:
+        if self._episode_chunks and now > self._player.end_time:
             self.idle_s += now - self._player.end_time
         here = self._player.sample(now).copy()
         times = due_ns[first:] * 1e-9
         if not self.trajectory:  # forward_command: the tick filters every command it sends
             self._player.splice(now, times, targets[first:])
             self.counters["chunks"] += 1
+            self._episode_chunks += 1
             self._first_tick_after_splice = True
             return None
         points = self._filtered(targets[first:], times, here, now, measured, state_age_s)
@@ -181,6 +184,7 @@ class ChunkLoop:
             return None
         self._player.splice(now, times, points)
         self.counters["chunks"] += 1
+        self._episode_chunks += 1
         self.counters["points_sent"] += len(points)
         velocities = schedule.finite_difference_velocities(times, points, now, here,
                                                            out=self._velocities[:len(times)])
@@ -206,7 +210,7 @@ class ChunkLoop:
         """forward_command: the plan's target now, through the safety filter (None: send nothing)."""
         if self._player.empty:
             return None
-        if self.counters["chunks"] and now > self._player.end_time:
+        if self._episode_chunks and now > self._player.end_time:
             self.counters["idle_ticks"] += 1  # past the last chunk's end: the arm holds, waiting for the next
         target = self._player.sample(now)
         dt = now - self._last_tick if self._last_tick is not None else 0.0

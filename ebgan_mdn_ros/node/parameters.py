@@ -58,6 +58,7 @@ class NodeConfig:
     inter_op_threads: int = RUNTIME.inter_op_threads
     splice_weight: float = RUNTIME.splice_weight  # 1/rad^2: chunk models, weight of the continuity with the running plan
     # chunk models (docs/chunks.md; a one-step model ignores these)
+    chunk_mean_candidate: bool = RUNTIME.chunk_mean_candidate  # one candidate is the kept component's mean chunk
     chunk_n_exec: int = 0                   # steps of a chunk executed before the next one; 0 = the model's n_exec
     chunk_min_lead_s: float = 0.02          # s: chunk steps due sooner than this after the chunk is ready are dropped
     temporal_ensembling: bool = False       # average overlapping chunks instead of splicing (comparison only:
@@ -162,7 +163,7 @@ class NodeConfig:
             keep_mode_min_weight=self.keep_mode_min_weight,
             energy_threshold=self._energy_threshold(),
             temperature=self.temperature, seed=self.seed, providers=tuple(self.execution_providers),
-            splice_weight=self.splice_weight,
+            splice_weight=self.splice_weight, chunk_mean_candidate=self.chunk_mean_candidate,
             intra_op_threads=self.intra_op_threads, inter_op_threads=self.inter_op_threads)
 
 

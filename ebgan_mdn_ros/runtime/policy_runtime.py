@@ -210,6 +210,10 @@ class PolicyRuntime:
         # The same draws in the same order every step, whatever the path, so a seed fixes the sequence.
         self._rng.random(out=self._uniforms[0], dtype=np.float32)
         self._rng.standard_normal(out=self._noise[0], dtype=np.float32)
+        if self.horizon > 1 and self.config.chunk_mean_candidate:
+            # one candidate is the component's mean chunk: the smoothest plan of the mode, which
+            # independent per-step noise would make jittery; the energy still decides
+            self._noise[0, 0] = 0.0
         self._selection_uniform[0] = self._rng.random()
         self._previous[0] = self._previous_component if self.config.stickiness else -1
         selection.graph_inputs(rule, self._uniforms, self._previous)

@@ -29,6 +29,7 @@ class RuntimeConfig:
     # chunk models: weight (1/rad^2 or 1/m^2) of the mean squared distance between a candidate chunk's
     # first steps and the previous chunk's unexecuted tail (runtime/chunk_selection.py)
     splice_weight: float = 100.0
+    chunk_mean_candidate: bool = True  # chunk models: candidate 0 is the kept component's mean chunk
 
     def __post_init__(self):
         if isinstance(self.providers, list):
@@ -49,6 +50,8 @@ class RuntimeConfig:
         _integer(self.intra_op_threads, "intra_op_threads", 1)
         _integer(self.inter_op_threads, "inter_op_threads", 1)
         _number(self.splice_weight, "splice_weight", ">= 0", lambda v: v >= 0)
+        require(isinstance(self.chunk_mean_candidate, bool), "chunk_mean_candidate", self.chunk_mean_candidate,
+                "true or false")
         require(isinstance(self.use_fused_graph, bool), "use_fused_graph", self.use_fused_graph, "true or false")
 
 
