@@ -11,7 +11,7 @@ setup(
     description="EBGAN-MDN multi-modal policies for ROS 2: trainer, ONNX exporter, runtime and node",
     packages=find_packages(include=["ebgan_mdn_ros", "ebgan_mdn_ros.*"]),
     python_requires=">=3.10",
-    install_requires=["numpy", "onnxruntime", "PyYAML", "tqdm", "matplotlib", "scipy",
+    install_requires=["numpy", "onnxruntime", "PyYAML", "tqdm", "matplotlib", "Pillow", "scipy",
                       "mcap", "mcap-ros2-support", "zstandard"],
     extras_require={"train": ["torch==2.13.0", "onnx", "onnxscript"], "test": ["pytest"]},
     entry_points={"console_scripts": [
