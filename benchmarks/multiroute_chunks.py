@@ -20,6 +20,7 @@ per step, mixture-component switches per rollout.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -126,10 +127,15 @@ def compare(args) -> int:
     chunks = PolicyRuntime(args.chunk_model, config)
     n_exec = args.n_exec or chunks.manifest.chunk.n_exec
     horizon = chunks.horizon
+    # without stickiness every decision draws its component afresh (as ACT and diffusion policies do):
+    # the case where ensembling averages chunks of different modes
+    loose = PolicyRuntime(args.chunk_model, dataclasses.replace(config, stickiness=False))
     results = [measure("per-step (models/multiroute)", step, args, 1, None),
                measure(f"chunk H{horizon} n{n_exec}", chunks, args, n_exec, None),
                measure(f"ensembling H{horizon} (every step, m={args.ensemble_decay:g})", chunks, args, 1,
-                       args.ensemble_decay)]
+                       args.ensemble_decay),
+               measure(f"chunk H{horizon} n{n_exec}, no stickiness", loose, args, n_exec, None),
+               measure(f"ensembling H{horizon}, no stickiness", loose, args, 1, args.ensemble_decay)]
     print("| variant | success | left arena | routes (none / 10,0 / 5,5 / 0,10) | route switches | steps to goal "
           "| mean sq. jerk (m²/step⁶) | decisions per step | component switches / rollout |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
