@@ -50,7 +50,7 @@ from ebgan_mdn_ros.node.parameters import (
 from ebgan_mdn_ros.paths import package_share_directories
 from ebgan_mdn_ros.control.decision_loop import DecisionLoop
 from ebgan_mdn_ros.control.safety_filter import NOTE_SEED_OUT_OF_LIMITS, NOTE_STALE, SEED_NOTES, SafetyConfig
-from ebgan_mdn_ros.control.state_assembly import StateAssembler
+from ebgan_mdn_ros.control.state_assembly import Rejected, StateAssembler
 
 NODE_NAME = "policy_node"
 # Parameters that may change while running; the rest need a restart (they shape sessions and topics).
@@ -354,7 +354,7 @@ class PolicyNode(Node):
         age = self._state_age(msg)
         if not chunks.trajectory and not self._dry_run:
             reading = self._loop.assembler.read_joints(msg.name, msg.position, msg.velocity)
-            if not hasattr(reading, "reason"):
+            if not isinstance(reading, Rejected):
                 command = self._loop.tick(now_ns * 1e-9, reading.position, age)
                 if command is not None:
                     self._command_pub.publish(conversions.forward_command(self._command_msg, command))
