@@ -159,3 +159,14 @@ def test_delta_chunks_are_targets_from_the_answered_position():
 def test_timing_that_cannot_be_served_is_refused_by_name(chunk_spec, n_exec, rate, lead, words):
     with pytest.raises(ValueError, match=words.replace(".", r"\.")):
         ChunkTiming.of(chunk_spec, n_exec, rate, lead)
+
+
+def test_hold_replaces_the_running_trajectory_with_the_point_it_is_at():
+    runtime = ScriptedRuntime([chunk([0.1, 0.2, 0.3, 0.4])])
+    loop = loop_for(runtime)
+    now = 10_000 * MS
+    run_chunk(loop, now)
+    hold = loop.hold(now + 150 * MS)
+    assert hold.time_from_start_ns.tolist() == [20 * MS]
+    np.testing.assert_allclose(hold.positions, [[0.15, 0.15]])   # halfway between the +100 and +200 ms steps
+    assert hold.velocities.tolist() == [[0.0, 0.0]]

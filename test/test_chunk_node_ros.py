@@ -72,6 +72,18 @@ def test_joint_trajectory_one_per_chunk_with_exact_increasing_times(ros, chunk_m
     assert len(trajectories) <= 3.0 * 5 * 1.5
     assert node.decisions >= 5 and node._chunks.loop.counters["chunks"] >= 5
     assert decisions and len(decisions[-1].action) == 8  # the whole chunk, flattened
+    # ~/stop replaces the running trajectory with the point the arm is at, at rest
+    from std_srvs.srv import Trigger
+    client = ros.probe.create_client(Trigger, "/policy_node/stop")
+    assert ros.spin_until(client.service_is_ready, DISCOVERY_S)
+    later = ros.collect(JointTrajectory, "arm_controller/joint_trajectory")
+    ros.spin_for(1.0)
+    seen = len(later)
+    future = client.call_async(Trigger.Request())
+    assert ros.spin_until(future.done, DISCOVERY_S) and future.result().success
+    assert ros.spin_until(lambda: any(len(t.points) == 1 for t in later[seen:]), 3.0)
+    hold = [t for t in later[seen:] if len(t.points) == 1][-1]
+    assert list(hold.points[0].velocities) == [0.0, 0.0] and hold.points[0].time_from_start.nanosec == 20_000_000
 
 
 def test_forward_command_plays_the_chunk_at_the_control_rate(ros, chunk_model):
@@ -85,7 +97,9 @@ def test_forward_command_plays_the_chunk_at_the_control_rate(ros, chunk_model):
     assert 5 <= chunks <= len(commands) / 5  # ... from ~5 decisions a second
     assert all(len(c.data) == 2 and np.all(np.isfinite(c.data)) for c in commands)
     steps = np.abs(np.diff(np.array([c.data for c in commands]), axis=0))
-    assert steps.max() <= 5.0 * 0.02 + 1e-9  # the filter's velocity cap holds at every command
+    # the filter's step limit holds at every command (its velocity cap scales with the tick's actual
+    # dt, which a loaded machine stretches, so that is checked in test_chunk_control, not here)
+    assert steps.max() <= LIMITS["max_step"] + 1e-9
     ros.spin_until(lambda: any(any(kv.key == "chunk_chunks" for kv in d.status[0].values) for d in diagnostics), 3.0)
     values = {kv.key: kv.value for kv in diagnostics[-1].status[0].values}
     assert int(values["chunk_chunks"]) >= 5 and "chunk_idle_s" in values and "chunk_splice_clamped" in values

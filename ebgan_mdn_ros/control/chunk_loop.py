@@ -206,6 +206,16 @@ class ChunkLoop:
             previous_t = times[row]
         return out
 
+    def hold(self, now_ns: int) -> TrajectoryPoints | None:
+        """~/stop in joint_trajectory mode: one point, the plan's target now, reached after the
+        minimum lead at rest; the plan ends there (None: nothing was planned yet)."""
+        if self._player.empty:
+            return None
+        here = self._player.sample(now_ns * 1e-9).copy()
+        lead_ns = max(self.timing.min_lead_ns, self.timing.control_period_ns)
+        self._player.start((now_ns + lead_ns) * 1e-9, here)
+        return TrajectoryPoints(np.array([lead_ns], np.int64), here[None, :], np.zeros((1, here.size)))
+
     def tick(self, now: float, measured: np.ndarray, state_age_s: float) -> np.ndarray | None:
         """forward_command: the plan's target now, through the safety filter (None: send nothing)."""
         if self._player.empty:

@@ -436,6 +436,12 @@ class PolicyNode(Node):
     def _srv_stop(self, request, response):
         self._running = False  # publishing nothing: a position controller holds the last command
         response.success, response.message = True, "stopped; the controller holds the last command"
+        if self._chunks is not None and self._chunks.trajectory and not self._dry_run:
+            # a trajectory controller would finish the running chunk: replace it with the point it is at
+            hold = self._loop.hold(time.perf_counter_ns())
+            if hold is not None:
+                self._command_pub.publish(self._chunks.fill(hold))
+                response.message = "stopped; the trajectory controller holds the point it was at"
         return response
 
     def _srv_reset(self, request, response):
