@@ -28,7 +28,11 @@ LIMITS = {"position_lower": [-3.0, -3.0], "position_upper": [3.0, 3.0], "max_ste
 
 @pytest.fixture(scope="module")
 def chunk_model(tmp_path_factory):
-    return train_chunk_model(tmp_path_factory.mktemp("chunk_node") / "model", horizon=4, n_exec=2, dt=0.1)
+    """Trained (a few seconds), exported and passed by `ebgan-mdn validate`, then served by the node."""
+    from ebgan_mdn_ros import cli
+    model = train_chunk_model(tmp_path_factory.mktemp("chunk_node") / "model", horizon=4, n_exec=2, dt=0.1)
+    assert cli.main(["validate", str(model)]) == 0
+    return model
 
 
 def drive(ros, node_topic_type, topic, seconds, position=(0.1, -0.1)):
