@@ -115,16 +115,22 @@ def _random_checkpoint(task: str, method: str):
     return config, make_checkpoint(config, spec, condition_norm, action_norm, networks, definition.conditions, {}, 0.0)
 
 
-def _p50_p99(step, count: int, warmup: int) -> tuple[float, float]:
+def _round_robin(steps: dict, rounds: int = 15, per_round: int = 20, warmup: int = 30) -> dict:
+    """label -> (p50 us, p99 us): rounds of per_round calls of each step, interleaved, so that load from
+    other jobs on the machine falls on every step alike."""
     import time
-    for _ in range(warmup):
-        step()
-    seconds = np.empty(count)
-    for i in range(count):
-        start = time.perf_counter()
-        step()
-        seconds[i] = time.perf_counter() - start
-    return float(np.percentile(seconds, 50) * 1e6), float(np.percentile(seconds, 99) * 1e6)
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    seconds = {label: [] for label in steps}
+    for _ in range(rounds):
+        for label, step in steps.items():
+            for _ in range(per_round):
+                start = time.perf_counter()
+                step()
+                seconds[label].append(time.perf_counter() - start)
+    return {label: (float(np.percentile(s, 50) * 1e6), float(np.percentile(s, 99) * 1e6))
+            for label, s in seconds.items()}
 
 
 def _runtime(model_dir, rule: str, k: int, ddim_steps: int):
@@ -141,7 +147,7 @@ def _runtime(model_dir, rule: str, k: int, ddim_steps: int):
     return PolicyRuntime(model_dir, RuntimeConfig(num_candidates=k, selection=rule))
 
 
-def decision_latency(task: str, method: str, count: int = 300, warmup: int = 30) -> dict:
+def decision_latency(task: str, method: str) -> dict:
     """rule -> {torch_p50_us, torch_p99_us[, runtime_p50_us, runtime_p99_us], k} for one (task, method)."""
     import tempfile
     import torch
@@ -155,7 +161,7 @@ def decision_latency(task: str, method: str, count: int = 300, warmup: int = 30)
                            inference.keep_min_weight, inference.ddim_steps)
     condition = np.asarray(get_task(task).test_conditions[:1], np.float32)
     rng = np.random.default_rng(0)
-    timings = {}
+    timings, steps = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = Path(tmp) / "model"
         try:
@@ -165,14 +171,13 @@ def decision_latency(task: str, method: str, count: int = 300, warmup: int = 30)
         for rule in ALL_RULES:
             if rule not in RULES or not policy.supports(rule):
                 continue
-            p50, p99 = _p50_p99(lambda: policy.decide(condition, rule, rng), count, warmup)
-            k = 1 if rule == "raw" and not policy.is_diffusion else inference.num_candidates
-            entry = {"torch_p50_us": p50, "torch_p99_us": p99, "k": k}
+            steps[("torch", rule)] = lambda rule=rule: policy.decide(condition, rule, rng)
             if model_dir is not None:
                 runtime = _runtime(model_dir, rule, inference.num_candidates, inference.ddim_steps)
-                entry["runtime_p50_us"], entry["runtime_p99_us"] = _p50_p99(lambda: runtime.decide(condition[0]),
-                                                                            count, warmup)
-            timings[rule] = entry
+                steps[("runtime", rule)] = lambda runtime=runtime: runtime.decide(condition[0])
+            timings[rule] = {"k": 1 if rule == "raw" and not policy.is_diffusion else inference.num_candidates}
+        for (path, rule), (p50, p99) in _round_robin(steps).items():
+            timings[rule].update({f"{path}_p50_us": p50, f"{path}_p99_us": p99})
     print(f"{task:10s} {method:9s} latency: " + ", ".join(
         f"{r} {e.get('runtime_p50_us', e['torch_p50_us']):.0f} us" for r, e in timings.items()), flush=True)
     return timings
@@ -310,8 +315,8 @@ def write_report(results: dict, seeds: list[int]) -> Path:
             continue
         columns = COLUMNS[KIND[task]]
         lines += [f"## {task}", "", "| method | rule | " + " | ".join(h for _, h, _ in columns)
-                  + " | train s | runtime us | torch us |",
-                  "|---|---|" + "---|" * (len(columns) + 3)]
+                  + " | seeds | train s | runtime us | torch us |",
+                  "|---|---|" + "---|" * (len(columns) + 4)]
         for method in METHODS:
             per_seed = [runs[method][s] for s in map(str, seeds) if method in runs and s in runs[method]]
             if not per_seed:
@@ -322,7 +327,7 @@ def write_report(results: dict, seeds: list[int]) -> Path:
                 if not rule_runs:
                     continue
                 cells = [_mean_std([r[key] for r in rule_runs if key in r], fmt) for key, _, fmt in columns]
-                lines.append(f"| {method} | {rule} | " + " | ".join(cells) + f" | {train} | "
+                lines.append(f"| {method} | {rule} | " + " | ".join(cells) + f" | {len(rule_runs)} | {train} | "
                              + _latency_cells(latency, task, method, rule) + " |")
         plot = RESULTS / "plots" / f"{task}.png"
         if plot.is_file():
