@@ -159,7 +159,7 @@ def test_the_runtime_anneals_a_multilevel_model_within_its_budget(multilevel):
 
 def test_a_level_outside_the_ladder_is_refused_by_name(multilevel):
     _, out = multilevel
-    with pytest.raises(ConfigError, match=r"annealing.start_level: level: 4 is outside the noise ladder \(levels 0..3"):
+    with pytest.raises(ConfigError, match=r"annealing_start_level: level: 4 is outside the noise ladder \(levels 0..3"):
         PolicyRuntime(out, annealing=AnnealingConfig(start_level=4))
     with pytest.raises(ValueError, match="level: -1 is outside the noise ladder"):
         annealing.check_level(-1, 4)

@@ -285,6 +285,9 @@ def make_runtime_validator(joint_names: Sequence[str], condition_names: Sequence
                     or not np.all(np.isfinite(action))):
                 raise ModelRejected(f"probe decision {i} has a non-finite or misshapen action: {action.tolist()}")
             energy = getattr(decision, "energy", 0.0)
+            # a diffusion model has no energy (NaN by contract): its finite action is the whole check
+            if getattr(runtime, "is_diffusion", False):
+                energy = 0.0
             if energy is None or not math.isfinite(float(energy)):
                 raise ModelRejected(f"probe decision {i} has a non-finite energy: {energy!r}")
             measured = getattr(decision, "inference_seconds", None)

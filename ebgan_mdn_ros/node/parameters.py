@@ -57,6 +57,10 @@ class NodeConfig:
     intra_op_threads: int = RUNTIME.intra_op_threads
     inter_op_threads: int = RUNTIME.inter_op_threads
     splice_weight: float = RUNTIME.splice_weight  # 1/rad^2: chunk models, weight of the continuity with the running plan
+    # multi-level and diffusion models (docs/method.md sections 10, 11; other models refuse them)
+    annealing_rule: str = RUNTIME.annealing_rule  # "" | annealed | annealed_mode_first: SMC down the noise ladder
+    annealing_start_level: int = RUNTIME.annealing_start_level  # ladder level SMC starts from (0 = the noisiest)
+    ddim_steps: int = RUNTIME.ddim_steps    # diffusion: DDIM steps per decision; 0 = the manifest's
     # chunk models (docs/chunks.md; a one-step model ignores these)
     chunk_mean_candidate: bool = RUNTIME.chunk_mean_candidate  # one candidate is the kept component's mean chunk
     chunk_n_exec: int = 0                   # steps of a chunk executed before the next one; 0 = the model's n_exec
@@ -164,6 +168,8 @@ class NodeConfig:
             energy_threshold=self._energy_threshold(),
             temperature=self.temperature, seed=self.seed, providers=tuple(self.execution_providers),
             splice_weight=self.splice_weight, chunk_mean_candidate=self.chunk_mean_candidate,
+            annealing_rule=self.annealing_rule, annealing_start_level=self.annealing_start_level,
+            ddim_steps=self.ddim_steps,
             intra_op_threads=self.intra_op_threads, inter_op_threads=self.inter_op_threads)
 
 

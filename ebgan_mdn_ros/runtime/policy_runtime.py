@@ -60,10 +60,16 @@ class PolicyRuntime:
                  ddim_steps: int | None = None):
         """annealing: decide by SMC down a multi-level model's ladder (a one-level model anneals over
         its one level: importance resampling). ddim_steps: a diffusion model's DDIM steps (default:
-        the manifest's sampling_steps)."""
+        the manifest's sampling_steps). Both default to the config's annealing_rule /
+        annealing_start_level and ddim_steps (what the node sets); given here, they override it
+        (the benchmarks sweep them)."""
         config = RuntimeConfig() if config is None else config
         if not isinstance(config, RuntimeConfig):
             raise ConfigError(f"config: expected a RuntimeConfig, got {type(config).__name__}")
+        if annealing is None and config.annealing_rule:
+            annealing = AnnealingConfig(config.annealing_rule, config.annealing_start_level)
+        if ddim_steps is None and config.ddim_steps:
+            ddim_steps = config.ddim_steps
         if annealing is not None and not isinstance(annealing, AnnealingConfig):
             raise ConfigError(f"annealing: expected an AnnealingConfig, got {type(annealing).__name__}")
         self.config, self.annealing = config, annealing
@@ -103,7 +109,7 @@ class PolicyRuntime:
             try:
                 start = annealed.check_level(self.annealing.start_level, len(ladder))
             except ValueError as exc:
-                raise ConfigError(f"annealing.start_level: {exc}") from None
+                raise ConfigError(f"annealing_start_level: {exc}") from None
             # sigma is in normalised units; candidates are raw: per dimension, sigma times the action std
             std = np.asarray(manifest.normalization.action_std, np.float64)
             self._taus = np.asarray(ladder[start:], np.float64)[:, None] * std[None, :]

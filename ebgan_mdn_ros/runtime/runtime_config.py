@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass
 
 from ebgan_mdn_ros.config_base import require
-from ebgan_mdn_ros.runtime.selection import SELECTION_RULES
+from ebgan_mdn_ros.runtime.selection import ANNEALED_RULES, SELECTION_RULES
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,11 @@ class RuntimeConfig:
     # chunk models: weight (1/rad^2 or 1/m^2) of the mean squared distance between a candidate chunk's
     # first steps and the previous chunk's unexecuted tail (runtime/chunk_selection.py)
     splice_weight: float = 100.0
+    # multi-level models (runtime/annealing.py): "" decides by `selection` at level 0; a rule of
+    # ANNEALED_RULES decides by SMC down the ladder from annealing_start_level (L x K energy runs)
+    annealing_rule: str = ""
+    annealing_start_level: int = 0
+    ddim_steps: int = 0                   # diffusion models: DDIM steps per decision; 0 = the manifest's
     chunk_mean_candidate: bool = True  # chunk models: candidate 0 is the kept component's mean chunk
 
     def __post_init__(self):
@@ -50,6 +55,10 @@ class RuntimeConfig:
         _integer(self.intra_op_threads, "intra_op_threads", 1)
         _integer(self.inter_op_threads, "inter_op_threads", 1)
         _number(self.splice_weight, "splice_weight", ">= 0", lambda v: v >= 0)
+        require(self.annealing_rule in ("", *ANNEALED_RULES), "annealing_rule", self.annealing_rule,
+                f"'' (off) or one of {ANNEALED_RULES}")
+        _integer(self.annealing_start_level, "annealing_start_level", 0)
+        _integer(self.ddim_steps, "ddim_steps", 0)
         require(isinstance(self.chunk_mean_candidate, bool), "chunk_mean_candidate", self.chunk_mean_candidate,
                 "true or false")
         require(isinstance(self.use_fused_graph, bool), "use_fused_graph", self.use_fused_graph, "true or false")
