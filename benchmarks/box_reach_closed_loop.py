@@ -148,11 +148,15 @@ def run(args) -> dict:
         rclpy.try_shutdown(context=context)
 
 
-def run_inprocess(args) -> dict:
+def run_inprocess(args, runtime=None) -> dict:
     """The same loop without ROS, for quick model comparisons: the policy node's decision loop
     (control/decision_loop.py, runtime, safety filter) and the emulated forward controller on the
     MuJoCo arm, stepped at 1 kHz; joint states sampled every 10 ms, a decision every control period,
-    no DDS, no latency. The ROS run above is the measurement; this one ranks candidates in seconds."""
+    no DDS, no latency. The ROS run above is the measurement; this one ranks candidates in seconds.
+
+    runtime: serve this object instead of a PolicyRuntime on args.model (anything with the runtime's
+    manifest.condition_names / manifest.action_kind, decide() and reset(): benchmarks/box_reach_quality.py
+    serves the torch checkpoints of methods that cannot be exported this way)."""
     from collections import Counter
 
     from ebgan_mdn_ros.control.decision_loop import DecisionLoop
@@ -173,7 +177,8 @@ def run_inprocess(args) -> dict:
     if args.selection is not None:
         parameters["selection"] = args.selection
     node = config_from_parameters(parameters)
-    runtime = PolicyRuntime(node.model_directory, node.runtime_config())
+    if runtime is None:
+        runtime = PolicyRuntime(node.model_directory, node.runtime_config())
     loop = DecisionLoop(runtime, node.joint_names, SafetyConfig(
         node.position_lower, node.position_upper, node.max_step, node.max_velocity, node.state_timeout_s,
         node.hold_on_untrusted, node.seed_confirmations))
@@ -217,6 +222,7 @@ def run_inprocess(args) -> dict:
                         "reached": reached is not None, "seconds": reached, "error": error,
                         "min_error": float(min(np.linalg.norm(np.array(path) - goal, axis=1))),
                         "route": route_of(np.array(path)), "contact": bool(contacts), "contacts": dict(contacts),
+                        "final_position": [float(v) for v in path[-1]], "goal": [float(v) for v in goal],
                         "mean_squared_jerk": jerk})
     from ebgan_mdn_ros.node.box_reach_goal_source import summarize
     summary = summarize(records)
