@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ebgan_mdn_ros.sim.render import ClipConfig, frame_indices
+from ebgan_mdn_ros.sim.render import ClipConfig, covered_episodes, frame_indices
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,6 +27,13 @@ def test_frames_take_the_last_state_at_or_before_each_frame_time():
     times = np.array([0.0, 0.01, 0.02, 0.05, 0.2])
     assert frame_indices(times, 0.0, 0.2, 20.0).tolist() == [0, 3, 3, 3]  # frames at 0, .05, .1, .15
     assert frame_indices(times, -0.1, 0.0, 20.0).tolist() == []           # before the first state: none
+
+
+def test_the_clip_skips_episodes_the_recording_joined_late():
+    """An observer that discovered joint_states late has no states for the first episode's start."""
+    times = np.arange(2.0, 10.0, 0.01)
+    assert covered_episodes(times, [0.5, 3.0, 6.0, 9.5], [2.9, 5.9, 8.9, 12.0]) == [1, 2]
+    assert covered_episodes(np.array([]), [0.0], [1.0]) == []
 
 
 def test_a_bad_clip_config_names_the_key():

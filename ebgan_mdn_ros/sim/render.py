@@ -28,7 +28,7 @@ class ClipConfig:
     fps: float = 15.0
     width: int = 480
     height: int = 360
-    episodes: int = 3                 # the first N finished episodes
+    episodes: int = 3                 # the first N finished episodes the recorded states cover
     lookat: tuple[float, float, float] = (0.0, 0.38, 0.25)
     distance: float = 1.9             # m
     azimuth: float = 90.0             # deg: behind the base, start on the left, goal on the right
@@ -45,6 +45,14 @@ def frame_indices(times: np.ndarray, start: float, end: float, fps: float) -> np
     frame_times = np.arange(start, end, 1.0 / fps)
     indices = np.searchsorted(times, frame_times, side="right") - 1
     return indices[indices >= 0]
+
+
+def covered_episodes(times: np.ndarray, starts, ends) -> list[int]:
+    """The episodes whose whole window the recorded states cover: a recorder that joined late (DDS
+    discovery can take seconds) missed the start of the first, which would show a still arm."""
+    if len(times) == 0:
+        return []
+    return [e for e, (start, end) in enumerate(zip(starts, ends)) if times[0] <= start and end <= times[-1]]
 
 
 def render_clip(recording: dict, out: Path, config: ClipConfig = ClipConfig()) -> int:
@@ -65,8 +73,7 @@ def render_clip(recording: dict, out: Path, config: ClipConfig = ClipConfig()) -
             for name in arm.joint_names]
     times, positions = np.asarray(recording["time"]), np.asarray(recording["position"])
     frames = []
-    episodes = min(config.episodes, len(recording["episode_start"]))
-    for e in range(episodes):
+    for e in covered_episodes(times, recording["episode_start"], recording["episode_end"])[:config.episodes]:
         goal = np.asarray(recording["goal"][e], dtype=np.float64)
         colour = ROUTE_COLOURS.get(str(recording["route"][e]), OTHER_COLOUR)
         trail: list[np.ndarray] = []
@@ -83,7 +90,7 @@ def render_clip(recording: dict, out: Path, config: ClipConfig = ClipConfig()) -
             frames.append(renderer.render())
     renderer.close()
     if not frames:
-        raise ValueError("no frame to render: the recording has no finished episode with states in it")
+        raise ValueError("no frame to render: no finished episode lies within the recorded states")
     palette = gif_palette(frames[len(frames) // 2])
     images = [Image.fromarray(f).quantize(palette=palette, dither=Image.Dither.NONE) for f in frames]
     out.parent.mkdir(parents=True, exist_ok=True)
