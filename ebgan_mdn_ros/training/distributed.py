@@ -29,6 +29,7 @@ rnce-ml, whose energy takes the level as a third argument, and diffusion, by han
 from __future__ import annotations
 
 import dataclasses
+import gc
 import hashlib
 import math
 import os
@@ -110,6 +111,10 @@ def train_distributed(config: TrainConfig, conditions: np.ndarray, actions: np.n
             print(f"train time: {checkpoint.train_seconds:.1f} s; checkpoint: {path}", flush=True)
         dist.barrier()  # the job ends when the checkpoint is on disk, on every rank
     finally:
+        # DDP's reducer and gloo's pending work can sit in reference cycles until the interpreter is
+        # torn down, where destroying them aborts the rank ("terminate called without an active
+        # exception", seen now and then in test_torchrun): collect them while Python is still whole.
+        gc.collect()
         dist.destroy_process_group()
     return 0
 
