@@ -1,6 +1,6 @@
 """The main job: a simulated arm reaching goals, driven by a shipped model, over ROS.
 
-    .venv/bin/python -m ebgan_mdn_ros.demo [--seconds 30]        # the MuJoCo UR5e around the box (demo_ur5e.py)
+    .venv/bin/python -m ebgan_mdn_ros.demo [--seconds 30]        # the MuJoCo UR5e around the box (node/ur5e_demo.py)
     .venv/bin/python -m ebgan_mdn_ros.demo --config config/sim_ik.yaml [--composed]     # the 2-link arm
     .venv/bin/python -m ebgan_mdn_ros.demo --config config/sim_multiroute.yaml          # the gantry
 
@@ -29,6 +29,7 @@ import yaml
 
 from ebgan_mdn_ros.node.launch_plan import plan, process_command
 from ebgan_mdn_ros.node.parameters import load_parameter_file, resolve_model_directory
+from ebgan_mdn_ros.node.ur5e_demo import latency_percentiles
 from ebgan_mdn_ros.paths import find_in_share
 from ebgan_mdn_ros.tasks.routes import ROUTE_NAMES, ROUTE_VIA_POINTS, nearest_routes
 
@@ -170,16 +171,12 @@ def report(observer, seconds: float, task: str) -> dict:
             mode = e["mode"]
         modes[mode] = modes.get(mode, 0) + 1
     decisions = np.array([d[:3] for d in observer.decisions]) if observer.decisions else np.zeros((0, 3))
-
-    def percentiles(column):
-        values = decisions[:, column]
-        return [float(np.percentile(values, q)) for q in (50, 99)] + [float(values.max())] if len(values) else [np.nan] * 3
     return {
         "task": task, "goals_attempted": len(events), "goals_reached": len(reached),
         "success_rate": len(reached) / len(events) if events else float("nan"),
         "modes": modes, "mean_seconds_to_reach": float(np.mean([e["seconds"] for e in reached])) if reached else float("nan"),
         "decisions_per_second": len(decisions) / seconds, "held": int(sum(d[3] for d in observer.decisions)),
-        "node_latency_us": percentiles(0), "inference_us": percentiles(1), "state_to_decision_us": percentiles(2),
+        **latency_percentiles(decisions),
     }
 
 
@@ -273,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import rclpy
 
-    from ebgan_mdn_ros import demo_ur5e
+    from ebgan_mdn_ros.node import ur5e_demo as demo_ur5e
     from ebgan_mdn_ros.node.executors import make_executor
     context = rclpy.Context()
     init_args = ["demo"] + (["--ros-args", "--params-file", str(config)] if args.composed else [])

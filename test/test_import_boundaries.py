@@ -33,7 +33,7 @@ ALLOWED = {
 }
 TORCH_FREE = ("runtime", "control", "data", "tasks", "sim")
 ROS_LAYERS = ("node",)
-ROS_ROOT_MODULES = {"demo", "demo_ur5e"}  # run the nodes and watch them
+ROS_ROOT_MODULES = {"demo"}  # runs the nodes in one process
 
 
 def modules_of(layer: str) -> list[str]:

@@ -73,16 +73,21 @@ def _seconds(stamp) -> float:
     return stamp.sec + stamp.nanosec * 1e-9
 
 
+def latency_percentiles(decisions: np.ndarray) -> dict:
+    """[p50, p99, max] of each latency column of the decisions [N, 3] the demo saw (NaN when none)."""
+    def column(i):
+        values = decisions[:, i]
+        return [float(np.percentile(values, q)) for q in (50, 99)] + [float(values.max())] if len(values) else [np.nan] * 3
+    return {"node_latency_us": column(0), "inference_us": column(1), "state_to_decision_us": column(2)}
+
+
 def report(observer: Observer, seconds: float) -> dict:
     from ebgan_mdn_ros.node.box_reach_goal_source import summarize
     result = summarize(observer.events)
     decisions = np.array([d[:3] for d in observer.decisions]).reshape(-1, 3)
 
-    def percentiles(column):
-        values = decisions[:, column]
-        return [float(np.percentile(values, q)) for q in (50, 99)] + [float(values.max())] if len(values) else [np.nan] * 3
     result.update(decisions_per_second=len(decisions) / seconds, held=int(sum(d[3] for d in observer.decisions)),
-                  node_latency_us=percentiles(0), inference_us=percentiles(1), state_to_decision_us=percentiles(2))
+                  **latency_percentiles(decisions))
     return result
 
 
