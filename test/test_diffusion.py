@@ -65,6 +65,18 @@ def test_ddim_with_the_true_noise_recovers_the_data():
         assert state["t"] == 0
 
 
+def test_a_denoiser_that_overshoots_cannot_blow_the_sample_up():
+    """A denoiser off its training data can answer eps growing with the sample (here 10 x). With the
+    clean prediction clipped, the step must go on from the noise that the clipped prediction implies:
+    going on from the raw eps multiplies the sample by up to 10 per step, and by 100 steps it is inf, then
+    NaN (an IK diffusion model did this at S = T on 1 decision in 5,000)."""
+    alpha_bar = squared_cosine_alpha_bar(100).double().numpy()
+    noise = np.random.default_rng(0).standard_normal((4, 2))
+    for steps in (8, 32, 100):
+        out = diffusion.ddim_sample(lambda sample, t: 10.0 * sample, alpha_bar, steps, noise, -1.0, 1.0)
+        assert np.all(np.isfinite(out)) and np.all(np.abs(out) <= 1.0), steps
+
+
 def test_the_sampler_reproduces_a_bimodal_distribution(trained):
     policy = PolicySampler(trained)
     bins = np.linspace(-2, 2, 41)
@@ -136,4 +148,10 @@ def test_bad_steps_and_a_missing_schedule_are_refused_by_name(exported, tmp_path
     del data["diffusion"]
     (bad / "manifest.json").write_text(json.dumps(data))
     with pytest.raises(ModelValidationError, match="diffusion: a diffusion model .* needs its noise schedule"):
+        load_model(bad)
+    # a schedule that reaches alpha_bar = 1 has a step with no noise to predict (nor to divide by)
+    data = json.loads((exported / "manifest.json").read_text())
+    data["diffusion"]["alpha_bar"][0] = 1.0
+    (bad / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ModelValidationError, match=r"diffusion.alpha_bar: must be .* in \(0, 1\), strictly decreasing"):
         load_model(bad)

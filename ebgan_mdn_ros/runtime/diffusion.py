@@ -3,7 +3,9 @@
 The denoiser predicts the noise eps(condition, y_t, t) of a DDPM trained on normalised actions with
 the schedule alpha_bar_t (t = 0..T-1) that the manifest carries. DDIM with eta = 0 takes S of those
 steps, evenly spaced from T-1 down to 0; the prediction of the clean action is clipped to the action
-box (normalised) at every step, as Diffusion Policy does, and the last step returns it. The only
+box (normalised) at every step, as Diffusion Policy does, the next sample is formed from the noise
+that the clipped prediction implies (diffusers' use_clipped_model_output), and the last step returns
+the clipped prediction. The only
 randomness is the starting noise, passed in, so a seed fixes the decision. The runtime and the
 evaluator both call `ddim_sample`, with the exported graph or the torch network as `denoise`.
 """
@@ -15,11 +17,12 @@ import numpy as np
 
 
 def check_schedule(alpha_bar, where: str = "diffusion.alpha_bar") -> np.ndarray:
-    """alpha_bar as float64 if it is a strictly decreasing sequence in (0, 1], else ValueError naming it."""
+    """alpha_bar as float64 if it is a strictly decreasing sequence in (0, 1), else ValueError naming it
+    (at alpha_bar = 1 there is no noise for an eps-predicting denoiser to predict, nor to divide by)."""
     values = np.asarray(alpha_bar, np.float64)
     if values.ndim != 1 or values.size < 2 or not np.all(np.isfinite(values)) or np.any(values <= 0) \
-            or np.any(values > 1) or np.any(np.diff(values) >= 0):
-        raise ValueError(f"{where}: must be at least 2 values in (0, 1], strictly decreasing "
+            or np.any(values >= 1) or np.any(np.diff(values) >= 0):
+        raise ValueError(f"{where}: must be at least 2 values in (0, 1), strictly decreasing "
                          f"(got {values.size} values)")
     return values
 
@@ -48,5 +51,8 @@ def ddim_sample(denoise: Callable[[np.ndarray, int], np.ndarray], alpha_bar: np.
         clean = (x - np.sqrt(1.0 - signal) * eps) / np.sqrt(signal)
         if low is not None:
             clean = np.clip(clean, low, high)
+            # go on from the noise the clipped prediction implies, not the raw eps: a step is then a
+            # blend of the box and the sample, which cannot grow, whatever the denoiser answers
+            eps = (x - np.sqrt(signal) * clean) / np.sqrt(1.0 - signal)
         x = np.sqrt(signal_next) * clean + np.sqrt(1.0 - signal_next) * eps
     return x

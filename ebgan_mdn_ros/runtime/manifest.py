@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ebgan_mdn_ros.config_base import ConfigError, from_dict, to_dict
+from ebgan_mdn_ros.runtime import diffusion
 from ebgan_mdn_ros.spec import ACTION_KINDS
 
 MANIFEST_FORMAT = "ebgan-mdn-model/1"
@@ -125,9 +126,10 @@ class DiffusionSchedule:
         if len(self.alpha_bar) != self.train_steps or self.train_steps < 2:
             raise ConfigError(f"diffusion.alpha_bar: {len(self.alpha_bar)} values for train_steps "
                               f"{self.train_steps} (expected one per training step, at least 2)")
-        if (not all(math.isfinite(v) and 0 < v <= 1 for v in self.alpha_bar)
-                or any(a <= b for a, b in zip(self.alpha_bar, self.alpha_bar[1:]))):
-            raise ConfigError("diffusion.alpha_bar: must be strictly decreasing values in (0, 1]")
+        try:
+            diffusion.check_schedule(self.alpha_bar)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         if not 1 <= self.sampling_steps <= self.train_steps:
             raise ConfigError(f"diffusion.sampling_steps: {self.sampling_steps} must be in [1, {self.train_steps}]")
         if self.prediction != "epsilon":
