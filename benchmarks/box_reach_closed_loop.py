@@ -176,6 +176,7 @@ def run_inprocess(args, runtime=None) -> dict:
         parameters["num_candidates"] = args.num_candidates
     if args.selection is not None:
         parameters["selection"] = args.selection
+    parameters.update(getattr(args, "parameters", None) or {})  # e.g. annealing_rule, ddim_steps
     node = config_from_parameters(parameters)
     if runtime is None:
         runtime = PolicyRuntime(node.model_directory, node.runtime_config())

@@ -8,14 +8,16 @@
 
 Per (method, seed): train on runs/box_reach/corrective.npz exactly as the shipped model was
 (`ebgan-mdn train --data ... --action-kind delta --method M --seed S --config config/train/box_reach.yaml`),
-export (`ebgan-mdn export`'s export_model; mixture methods only: the exporter and the ONNX runtime
-serve MDN generators), then drive the MuJoCo arm with the policy node's decision loop in process
+export (`ebgan-mdn export`'s export_model; the MDN-based methods and diffusion: what the exporter and
+the ONNX runtime serve), then drive the MuJoCo arm with the policy node's decision loop in process
 (box_reach_closed_loop.run_inprocess: control/decision_loop.py, the safety filter, the emulated
 forward controller, config/sim_ur5e.yaml's parameters, 10 Hz) for --episodes episodes on one fixed
 goal seed, the same start/goal draws for every run.
 
 Selections: the mixture methods (rnce, ebgan-mdn, mdn) through the deployed PolicyRuntime with the
-node's rule, mode_first at K = 64 (mdn ranks by its own mixture density), and raw samples (K = 1).
+node's rule, mode_first at K = 64 (mdn ranks by its own mixture density), and raw samples (K = 1);
+rnce-ml the same and its annealed_mode_first (the node's annealing_rule: SMC down the noise ladder,
+K = 64 particles per level); diffusion one DDIM action per decision at 8 and 16 steps (ddim_steps).
 The others have no ONNX export and no runtime of their own; they are served from their torch
 checkpoints through evaluation/evaluate.py's PolicySampler (the rule quality.py reports for them)
 behind the same decision loop: bc its one deterministic output; cgan and ebgan the lowest energy
@@ -46,9 +48,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-METHODS = ("rnce", "ebgan-mdn", "mdn", "bc", "cgan", "ebgan", "ibc")
-MIXTURE_METHODS = ("rnce", "ebgan-mdn", "mdn")
-# selection label -> (how it is served, PolicySampler rule or None, K)
+METHODS = ("rnce", "ebgan-mdn", "mdn", "bc", "cgan", "ebgan", "ibc", "rnce-ml", "diffusion")
+# selection label -> (how it is served, the rule, K). The rule: for "torch" a PolicySampler rule; for
+# "runtime" None (the node's selection) or the node parameters that pick it (annealing, DDIM steps)
 SELECTIONS = {
     "rnce": [("mode_first", "runtime", None, 64), ("raw", "runtime", None, 1)],
     "ebgan-mdn": [("mode_first", "runtime", None, 64), ("raw", "runtime", None, 1)],
@@ -57,6 +59,13 @@ SELECTIONS = {
     "cgan": [("lowest_energy", "torch", "lowest_energy", 64), ("raw", "torch", "raw", 1)],
     "ebgan": [("lowest_energy", "torch", "lowest_energy", 64), ("raw", "torch", "raw", 1)],
     "ibc": [("lowest_energy", "torch", "lowest_energy", 64)],   # DFO: 1024 samples x 3 iterations, argmin
+    # multi-level: SMC down the ladder keeping the chosen component (K particles per level), and its
+    # level-0 energy under the single-level rule
+    "rnce-ml": [("annealed_mode_first", "runtime", {"annealing_rule": "annealed_mode_first"}, 64),
+                ("mode_first", "runtime", None, 64), ("raw", "runtime", None, 1)],
+    # one denoised action per decision; 16 steps is what the exporter deploys, 8 the fewest that matched
+    # the shipped model's success and contacts in benchmarks/box_reach_speed.py
+    "diffusion": [("ddim_8", "runtime", {"ddim_steps": 8}, 1), ("ddim_16", "runtime", {"ddim_steps": 16}, 1)],
 }
 DATA = ROOT / "runs" / "box_reach" / "corrective.npz"
 TRAIN_CONFIG = ROOT / "config" / "train" / "box_reach.yaml"
@@ -143,7 +152,7 @@ def evaluate_run(method: str, seed: int, label: str, served: str, rule: str | No
         if stored.get("episodes_requested") == episodes and stored.get("goal_seed") == goal_seed:
             return stored
     args = SimpleNamespace(episodes=episodes, model=None, config="config/sim_ur5e.yaml", num_candidates=k,
-                           selection=None, seed=goal_seed)
+                           selection=None, seed=goal_seed, parameters=rule if served == "runtime" else None)
     runtime = None
     if served == "runtime":
         args.model = str(export_run(out))
@@ -154,7 +163,8 @@ def evaluate_run(method: str, seed: int, label: str, served: str, rule: str | No
     wall = time.monotonic()
     result = closed_loop.run_inprocess(args, runtime=runtime)
     result.update(episodes_requested=episodes, goal_seed=goal_seed, eval_wall_s=time.monotonic() - wall,
-                  selection_label=label, served=served, rule=rule or result["summary"]["selection"], num_candidates=k)
+                  selection_label=label, served=served, num_candidates=k,
+                  rule=rule if isinstance(rule, str) else label if rule else result["summary"]["selection"])
     if runtime is not None:
         result["inference_p50_us"] = float(np.percentile(runtime.inference_seconds, 50) * 1e6)
     path.write_text(json.dumps(result, indent=1, default=float))
@@ -271,7 +281,9 @@ def write_page(store: dict) -> Path:
              f"--goal-seed {meta.get('goal_seed', 0)}", "",
              "## Summary (mean ± std over seeds)", "",
              "Selections: mode_first = the node's rule at K = 64 through the exported model (PolicyRuntime); raw = "
-             "K = 1, one mixture sample (cgan/ebgan: one generator sample); deterministic = BC's one output; "
+             "K = 1, one mixture sample (cgan/ebgan: one generator sample); annealed_mode_first = rnce-ml's SMC "
+             "down its noise ladder within the chosen component (K = 64 per level); ddim_S = diffusion's DDIM at "
+             "S steps, one action per decision; deterministic = BC's one output; "
              "lowest_energy = the lowest energy (critic) of K = 64 generator samples, for ibc the argmin of its "
              "derivative-free optimiser (1024 samples, 3 iterations). Train s is wall clock on a shared 2-core VM "
              "(see the notes). The std is over seeds (population std); a cell without ± has one seed.", "",
