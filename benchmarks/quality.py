@@ -6,7 +6,8 @@
     python benchmarks/quality.py --timing             # lone train times of the timed configurations
     python benchmarks/quality.py --latency            # per-decision latency of every (task, method, rule)
 
-Runs go to benchmarks/out/runs/<task>/<method>/s<seed> (git-ignored); per-run metrics accumulate in
+Runs go to benchmarks/out/runs/<task>/<method>/s<seed> (git-ignored; delete a run's eval.json to
+evaluate its checkpoint again without retraining); per-run metrics accumulate in
 benchmarks/results/quality.json; the table reports mean +- std over seeds per selection rule and
 checks the issue's targets for the deployed rule (mode_first). Train times in the tables are
 wall-clock with `--jobs` runs sharing the machine; the time targets are checked on `--timing` runs,
@@ -64,19 +65,21 @@ def run_one(task: str, method: str, seed: int, rollouts: int) -> dict:
     """Train and evaluate one (task, method, seed); reuse a finished run."""
     from ebgan_mdn_ros.evaluation.evaluate import evaluate_run
     from ebgan_mdn_ros.tasks.catalog import get_task
-    from ebgan_mdn_ros.training.checkpoint import read_evaluation, write_evaluation
+    from ebgan_mdn_ros.training.checkpoint import load_checkpoint, read_evaluation, write_evaluation
     from ebgan_mdn_ros.training.config import load_train_config
     from ebgan_mdn_ros.training.trainer import train
 
     out = RUNS / task / method / f"s{seed}"
+    config_path = default_config_path(task, method)
     if (out / "checkpoint.pt").is_file():
         stored = read_evaluation(out)
         if stored and stored.get("rollouts_requested", rollouts) == rollouts:
             return stored
-    config_path = default_config_path(task, method)
-    config = load_train_config(config_path, {"task": task, "method": method, "seed": seed, "progress": False})
-    definition = get_task(task)
-    ckpt = train(config, definition.conditions, definition.actions, definition.spec, out)
+        ckpt = load_checkpoint(out)  # trained, not (or no longer) evaluated: evaluate it again, no retraining
+    else:
+        config = load_train_config(config_path, {"task": task, "method": method, "seed": seed, "progress": False})
+        definition = get_task(task)
+        ckpt = train(config, definition.conditions, definition.actions, definition.spec, out)
     metrics = evaluate_run(out, rollouts=rollouts, seed=seed, store=False)
     metrics.update(train_seconds=ckpt.train_seconds, config_file=str(config_path.relative_to(ROOT)),
                    rollouts_requested=rollouts)

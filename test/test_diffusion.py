@@ -66,10 +66,10 @@ def test_ddim_with_the_true_noise_recovers_the_data():
 
 
 def test_a_denoiser_that_overshoots_cannot_blow_the_sample_up():
-    """A denoiser off its training data can answer eps growing with the sample (here 10 x). With the
-    clean prediction clipped, the step must go on from the noise that the clipped prediction implies:
-    going on from the raw eps multiplies the sample by up to 10 per step, and by 100 steps it is inf, then
-    NaN (an IK diffusion model did this at S = T on 1 decision in 5,000)."""
+    """A denoiser off its training data can answer eps growing with the sample (here 10 x). Taken as
+    it is, that eps multiplies the sample by up to 10 per step, and by 100 steps it is inf, then NaN
+    (an IK diffusion model did this at S = T on 1 decision in 5,000). Bounded, the sample stays finite
+    and the clipped prediction inside the box."""
     alpha_bar = squared_cosine_alpha_bar(100).double().numpy()
     noise = np.random.default_rng(0).standard_normal((4, 2))
     for steps in (8, 32, 100):
