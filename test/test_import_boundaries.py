@@ -33,7 +33,7 @@ ALLOWED = {
 }
 TORCH_FREE = ("runtime", "control", "data", "tasks", "sim")
 ROS_LAYERS = ("node",)
-ROS_ROOT_MODULES = {"demo"}  # runs the nodes in one process
+ROS_ROOT_MODULES = {"demo"}  # `python -m ebgan_mdn_ros.demo`: an entry into node/demo.py, nothing else
 
 
 def modules_of(layer: str) -> list[str]:
@@ -104,6 +104,13 @@ def test_root_modules_stay_below_the_layers():
             target = layer_of(name)
             assert target is None or target in ROOT_MODULES, f"{stem}.py imports {name}"
             assert name.split(".")[0] not in ("torch", "rclpy", "onnxruntime"), f"{stem}.py imports {name}"
+
+
+def test_the_main_jobs_entry_point_only_enters_the_node_layer():
+    """The README's `python -m ebgan_mdn_ros.demo` keeps its name, but what talks ROS lives in node/."""
+    for stem in sorted(ROS_ROOT_MODULES):
+        names = imported_names(SOURCE / f"{stem}.py") - {"__future__", "__future__.annotations"}
+        assert names and all(layer_of(name) == "node" for name in names), f"{stem}.py imports {sorted(names)}"
 
 
 CHILD = textwrap.dedent("""

@@ -2,7 +2,7 @@
 
 A point starts near (0, 0) and reaches the goal box [19, 21]^2 via (10, 0), (5, 5) or (0, 10), then
 (10, 10), without leaving the arena [-2, 22]^2. The task's data (tasks.py), the scripted
-demonstrator (expert.py) and the demo's report (demo.py) all read it from here.
+demonstrator (expert.py) and the demo's report (node/demo.py) all read it from here.
 """
 from __future__ import annotations
 
