@@ -319,22 +319,28 @@ class PolicyNode(Node):
             self._publish_command(result.command)
             published = result.command
         latency = time.perf_counter() - self._state_received
-        self._last_decision = decision
-        self.decisions += 1
-        self.rate.tick(now)
-        self.latency.add(latency)
-        self.inference.add(decision.inference_seconds)
+        self._count_decision(decision, now, latency)
         # Telemetry is decimated on request (it is I/O on the control path); a hold or a seeding step is
         # never hidden.
         if ((self.decisions - 1) % self.config.decision_publish_every and not result.held and decision.trusted
                 and not self._seed_note):
             return
-        stamp = msg.header.stamp
+        self._publish_telemetry(msg.header.stamp, decision, published, result.held, note, latency)
+
+    def _count_decision(self, decision, now_s: float, latency_s: float) -> None:
+        self._last_decision = decision
+        self.decisions += 1
+        self.rate.tick(now_s)
+        self.latency.add(latency_s)
+        self.inference.add(decision.inference_seconds)
+
+    def _publish_telemetry(self, stamp, decision, published, held: bool, note: str, latency_s: float) -> None:
+        """~/candidates (if enabled) and ~/decision, stamped with the answered state's stamp."""
         if self.config.publish_candidates:
             self._candidates_pub.publish(conversions.fill_candidates(
                 self._candidates_msg, stamp, self._decision_msg.model_version, decision))
         self._decision_pub.publish(conversions.fill_decision(
-            self._decision_msg, stamp, decision, decision.action, published, result.held, note, latency))
+            self._decision_msg, stamp, decision, decision.action, published, held, note, latency_s))
 
     # -- chunks (a chunk model; docs/chunks.md) -----------------------------------------------------
     def _chunk_tick(self) -> None:
@@ -391,18 +397,10 @@ class PolicyNode(Node):
         if points is not None and not self._dry_run:
             self._command_pub.publish(chunks.fill(points))
             published = points.positions[0]
-        self._last_decision = decision
-        self.decisions += 1
-        self.rate.tick(now_ns * 1e-9)
-        self.latency.add(latency)
-        self.inference.add(decision.inference_seconds)
+        self._count_decision(decision, now_ns * 1e-9, latency)
         stamp = self._state.header.stamp if self._state is not None else self.get_clock().now().to_msg()
-        if self.config.publish_candidates:
-            self._candidates_pub.publish(conversions.fill_candidates(
-                self._candidates_msg, stamp, self._decision_msg.model_version, decision))
         note = "dry_run" if self._dry_run else ("untrusted" if not decision.trusted else "")
-        self._decision_pub.publish(conversions.fill_decision(
-            self._decision_msg, stamp, decision, decision.action, published, False, note, latency))
+        self._publish_telemetry(stamp, decision, published, False, note, latency)
 
     def _publish_command(self, command: np.ndarray) -> None:
         if self.config.output_mode == "forward_command":
