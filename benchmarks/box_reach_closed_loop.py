@@ -148,6 +148,21 @@ def run(args) -> dict:
         rclpy.try_shutdown(context=context)
 
 
+def node_config(args):
+    """The policy node's NodeConfig as the config file and args set it: --model, --num-candidates,
+    --selection, and args.parameters (other node parameters, e.g. annealing_rule or ddim_steps)."""
+    from ebgan_mdn_ros.node.parameters import config_from_parameters, load_parameter_file, resolve_model_directory
+    from ebgan_mdn_ros.paths import find_in_share
+    parameters = load_parameter_file(find_in_share(args.config), "policy_node")
+    parameters["model_directory"] = str(resolve_model_directory(args.model or parameters["model_directory"]))
+    if args.num_candidates is not None:
+        parameters["num_candidates"] = args.num_candidates
+    if args.selection is not None:
+        parameters["selection"] = args.selection
+    parameters.update(getattr(args, "parameters", None) or {})
+    return config_from_parameters(parameters)
+
+
 def run_inprocess(args, runtime=None) -> dict:
     """The same loop without ROS, for quick model comparisons: the policy node's decision loop
     (control/decision_loop.py, runtime, safety filter) and the emulated forward controller on the
@@ -161,7 +176,7 @@ def run_inprocess(args, runtime=None) -> dict:
 
     from ebgan_mdn_ros.control.decision_loop import DecisionLoop
     from ebgan_mdn_ros.control.safety_filter import SafetyConfig
-    from ebgan_mdn_ros.node.parameters import config_from_parameters, load_parameter_file, resolve_model_directory
+    from ebgan_mdn_ros.node.parameters import load_parameter_file
     from ebgan_mdn_ros.paths import find_in_share
     from ebgan_mdn_ros.runtime.policy_runtime import PolicyRuntime
     from ebgan_mdn_ros.sim.box_reach_expert import box_reach_arm, solve_ik
@@ -169,15 +184,8 @@ def run_inprocess(args, runtime=None) -> dict:
     from ebgan_mdn_ros.tasks.box_reach import route_of, sample_endpoints, tool_rotation
 
     config = find_in_share(args.config)
-    parameters = load_parameter_file(config, "policy_node")
     source = load_parameter_file(config, "box_reach_goal_source")
-    parameters["model_directory"] = str(resolve_model_directory(args.model or parameters["model_directory"]))
-    if args.num_candidates is not None:
-        parameters["num_candidates"] = args.num_candidates
-    if args.selection is not None:
-        parameters["selection"] = args.selection
-    parameters.update(getattr(args, "parameters", None) or {})  # e.g. annealing_rule, ddim_steps
-    node = config_from_parameters(parameters)
+    node = node_config(args)
     if runtime is None:
         runtime = PolicyRuntime(node.model_directory, node.runtime_config())
     loop = DecisionLoop(runtime, node.joint_names, SafetyConfig(

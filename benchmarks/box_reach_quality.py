@@ -5,6 +5,7 @@
     python benchmarks/box_reach_quality.py --stage train                    # only train what is missing
     python benchmarks/box_reach_quality.py --stage eval                     # only export + evaluate what is trained
     python benchmarks/box_reach_quality.py --report-only                    # rebuild the tables
+    python benchmarks/box_reach_quality.py --latency                        # per-decision p50 of every row
 
 Per (method, seed): train on runs/box_reach/corrective.npz exactly as the shipped model was
 (`ebgan-mdn train --data ... --action-kind delta --method M --seed S --config config/train/box_reach.yaml`),
@@ -141,7 +142,25 @@ class CheckpointRuntime:
         pass
 
 
-def evaluate_run(method: str, seed: int, label: str, served: str, rule: str | None, k: int,
+def serve(method: str, seed: int, served: str, rule, k: int, goal_seed: int, episodes: int = 0):
+    """(closed-loop args, the runtime object) for one selection of one run, served as the node would:
+    "runtime" = PolicyRuntime on the exported model with the node's config and the selection's
+    parameters; "torch" = the checkpoint behind CheckpointRuntime."""
+    import box_reach_closed_loop as closed_loop
+    out = run_dir(method, seed)
+    args = SimpleNamespace(episodes=episodes, model=None, config="config/sim_ur5e.yaml", num_candidates=k,
+                           selection=None, seed=goal_seed, parameters=rule if served == "runtime" else None)
+    if served == "runtime":
+        from ebgan_mdn_ros.runtime.policy_runtime import PolicyRuntime
+        args.model = str(export_run(out))
+        node = closed_loop.node_config(args)
+        return args, PolicyRuntime(node.model_directory, node.runtime_config())
+    from ebgan_mdn_ros.training.checkpoint import load_checkpoint
+    args.model = "models/ur5e_box_reach"  # the node's configuration needs one; the checkpoint is what runs
+    return args, CheckpointRuntime(load_checkpoint(out), rule, k, seed=goal_seed)
+
+
+def evaluate_run(method: str, seed: int, label: str, served: str, rule, k: int,
                  episodes: int, goal_seed: int) -> dict:
     """Closed loop in process; the result (summary + every episode) is kept in the run directory."""
     import box_reach_closed_loop as closed_loop
@@ -151,27 +170,46 @@ def evaluate_run(method: str, seed: int, label: str, served: str, rule: str | No
         stored = json.loads(path.read_text())
         if stored.get("episodes_requested") == episodes and stored.get("goal_seed") == goal_seed:
             return stored
-    args = SimpleNamespace(episodes=episodes, model=None, config="config/sim_ur5e.yaml", num_candidates=k,
-                           selection=None, seed=goal_seed, parameters=rule if served == "runtime" else None)
-    runtime = None
-    if served == "runtime":
-        args.model = str(export_run(out))
-    else:
-        from ebgan_mdn_ros.training.checkpoint import load_checkpoint
-        args.model = "models/ur5e_box_reach"  # the node's configuration needs one; the checkpoint is what runs
-        runtime = CheckpointRuntime(load_checkpoint(out), rule, k, seed=goal_seed)
+    args, runtime = serve(method, seed, served, rule, k, goal_seed, episodes)
     wall = time.monotonic()
     result = closed_loop.run_inprocess(args, runtime=runtime)
     result.update(episodes_requested=episodes, goal_seed=goal_seed, eval_wall_s=time.monotonic() - wall,
                   selection_label=label, served=served, num_candidates=k,
                   rule=rule if isinstance(rule, str) else label if rule else result["summary"]["selection"])
-    if runtime is not None:
+    if isinstance(runtime, CheckpointRuntime):
         result["inference_p50_us"] = float(np.percentile(runtime.inference_seconds, 50) * 1e6)
     path.write_text(json.dumps(result, indent=1, default=float))
     s = result["summary"]
     print(f"  {method} s{seed} {label}: {s['reached']}/{s['episodes']} reached, {s['contact_episodes']} touching, "
           f"routes {s['routes']}, jerk {s['mean_squared_jerk']:.0f}; {result['eval_wall_s']:.0f} s", flush=True)
     return result
+
+
+def measure_latency(methods, seed: int = 0, rounds: int = 10, per_round: int = 20) -> dict:
+    """Per-decision latency of every selection on its seed-``seed`` run, round robin: each round
+    times every selection on the same training conditions (reset first), so load falls on all
+    alike; the first round is warm-up. {method: {label: {p50_us, p99_us}}}."""
+    data = np.load(DATA)
+    rng = np.random.default_rng(0)
+    conditions = data["conditions"][rng.choice(len(data["conditions"]), per_round, replace=False)].astype(np.float64)
+    rows = {(method, label): serve(method, seed, served, rule, k, goal_seed=0)[1]
+            for method in methods if (run_dir(method, seed) / "checkpoint.pt").is_file()
+            for label, served, rule, k in SELECTIONS[method]}
+    times: dict = {key: [] for key in rows}
+    for round_index in range(rounds + 1):
+        for key, runtime in rows.items():
+            runtime.reset()
+            for condition in conditions:
+                start = time.perf_counter()
+                runtime.decide(condition)
+                if round_index:
+                    times[key].append(time.perf_counter() - start)
+    latency: dict = {}
+    for (method, label), values in times.items():
+        latency.setdefault(method, {})[label] = {"p50_us": float(np.percentile(values, 50) * 1e6),
+                                                 "p99_us": float(np.percentile(values, 99) * 1e6)}
+        print(f"  {method:10s} {label:20s} p50 {latency[method][label]['p50_us']:8.0f} us", flush=True)
+    return latency
 
 
 def run_metrics(result: dict, train_seconds: float) -> dict:
@@ -231,11 +269,15 @@ def format_cell(cell: tuple[float, float, int], fmt: str) -> str:
     return f"{mean:{fmt}}" if n == 1 else f"{mean:{fmt}} ± {std:{fmt}}"
 
 
-def table(runs: dict) -> list[str]:
-    lines = ["| method | selection | seeds | " + " | ".join(h for _, h, _ in COLUMNS) + " |",
-             "|---|---|---|" + "---|" * len(COLUMNS)]
+def table(runs: dict, latency: dict | None = None) -> list[str]:
+    """The summary table; latency (measure_latency's, from --latency) adds its p50 per row."""
+    latency = latency or {}
+    lines = ["| method | selection | seeds | " + " | ".join(h for _, h, _ in COLUMNS) + " | p50 us per decision |",
+             "|---|---|---|" + "---|" * (len(COLUMNS) + 1)]
     for row in aggregate(runs):
         cells = [format_cell(row["cells"][key], fmt) for key, _, fmt in COLUMNS]
+        p50 = latency.get(row["method"], {}).get(row["selection"], {}).get("p50_us")
+        cells.append("n/a" if p50 is None else f"{p50:.0f}")
         lines.append(f"| {row['method']} | {row['selection']} | {row['seeds']} | " + " | ".join(cells) + " |")
     return lines
 
@@ -266,9 +308,20 @@ def section(store: dict) -> str:
         f"episodes per run on goal seed {meta.get('goal_seed', '?')}, the node's decision loop on the MuJoCo arm "
         "in process; success = flange within 2 cm of the goal before 8 s; contact = any arm contact in the "
         "episode; routes by the flange path beside the box, the rest 'through' or never got there; jerk = mean "
-        "squared third difference of the commands). Per-run numbers, what the misses were, commands and "
-        "caveats: [box_reach_quality.md](box_reach_quality.md).", "",
-        *table(store.get("runs", {})), ""])
+        "squared third difference of the commands). " + latency_text(store) + " Per-run numbers, what the "
+        "misses were, commands and caveats: [box_reach_quality.md](box_reach_quality.md).", "",
+        *table(store.get("runs", {}), store.get("latency")), ""])
+
+
+def latency_text(store: dict) -> str:
+    meta = store.get("latency_meta")
+    if not meta:
+        return "No per-decision latency was measured (`--latency`)."
+    load = ", ".join(f"{v:.1f}" for v in meta.get("load_average_1min", []))
+    return (f"p50 us per decision: one decide() call on seed 0's model as the row serves it (the exported "
+            f"model through PolicyRuntime, or the torch checkpoint), 20 training conditions x "
+            f"{meta.get('rounds', '?')} rounds, every row timed in each round, {meta.get('when', '?')}, "
+            f"1-minute load average {load} before/after.")
 
 
 def write_page(store: dict) -> Path:
@@ -278,7 +331,8 @@ def write_page(store: dict) -> Path:
              "are box_reach_quality_notes.md, hand-written.", "",
              "    . .venv/bin/activate; export OMP_NUM_THREADS=1",
              f"    python benchmarks/box_reach_quality.py --episodes {meta.get('episodes', 100)} "
-             f"--goal-seed {meta.get('goal_seed', 0)}", "",
+             f"--goal-seed {meta.get('goal_seed', 0)}",
+             "    python benchmarks/box_reach_quality.py --latency", "",
              "## Summary (mean ± std over seeds)", "",
              "Selections: mode_first = the node's rule at K = 64 through the exported model (PolicyRuntime); raw = "
              "K = 1, one mixture sample (cgan/ebgan: one generator sample); annealed_mode_first = rnce-ml's SMC "
@@ -286,8 +340,9 @@ def write_page(store: dict) -> Path:
              "S steps, one action per decision; deterministic = BC's one output; "
              "lowest_energy = the lowest energy (critic) of K = 64 generator samples, for ibc the argmin of its "
              "derivative-free optimiser (1024 samples, 3 iterations). Train s is wall clock on a shared 2-core VM "
-             "(see the notes). The std is over seeds (population std); a cell without ± has one seed.", "",
-             *table(store.get("runs", {})), "",
+             "(see the notes). The std is over seeds (population std); a cell without ± has one seed. "
+             + latency_text(store), "",
+             *table(store.get("runs", {}), store.get("latency")), "",
              "## Every run", "", *per_run_lines(store.get("runs", {})), ""]
     if NOTES.is_file():
         lines += [NOTES.read_text().strip(), ""]
@@ -329,6 +384,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stage", choices=("all", "train", "eval"), default="all",
                         help="train: only train missing runs; eval: only export/evaluate runs already trained")
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--latency", action="store_true",
+                        help="time every selection per decision (seed 0 runs, round robin) and rebuild the tables")
+    parser.add_argument("--rounds", type=int, default=10, help="--latency: timed rounds of 20 decisions")
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     store = json.loads(STORE.read_text()) if STORE.is_file() else {}
@@ -336,7 +394,15 @@ def main(argv: list[str] | None = None) -> int:
     store["meta"] = {"episodes": args.episodes, "goal_seed": args.goal_seed, "config": "config/train/box_reach.yaml",
                      "data": "runs/box_reach/corrective.npz"}
     changed = False
-    if not args.report_only:
+    if args.latency:
+        import torch
+        torch.set_num_threads(1)
+        load_before = os.getloadavg()
+        store["latency"] = measure_latency(args.methods, rounds=args.rounds)
+        store["latency_meta"] = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rounds": args.rounds,
+                                 "load_average_1min": [load_before[0], os.getloadavg()[0]]}
+        changed = True
+    elif not args.report_only:
         import torch
         torch.set_num_threads(1)
         from ebgan_mdn_ros.training.checkpoint import load_checkpoint
@@ -358,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (changed or args.report_only):
         return 0  # nothing new: leave the reports alone
     STORE.write_text(json.dumps(store, indent=1, sort_keys=True, default=float))
-    print("\n".join(table(store["runs"])))
+    print("\n".join(table(store["runs"], store.get("latency"))))
     print(f"wrote {write_page(store)}, {update_quality_md(store)}")
     return 0
 
