@@ -50,3 +50,13 @@ def test_the_section_is_replaced_in_place_and_the_rest_of_quality_md_is_kept():
     appended = q.replace_section("# Quality benchmark\n\n## ik\n", q.SECTION_TITLE + "\n\nnew\n")
     assert appended == "# Quality benchmark\n\n## ik\n\n" + q.SECTION_TITLE + "\n\nnew\n"
     assert q.replace_section(appended, q.SECTION_TITLE + "\n\nnew\n") == appended  # idempotent
+
+
+def test_the_table_puts_each_rows_measured_latency_beside_it():
+    q = _benchmark()
+    runs = {"rnce": {"0": {"mode_first": _metrics(100.0, 1000.0), "raw": _metrics(90.0, 3000.0)}}}
+    lines = q.table(runs, {"rnce": {"mode_first": {"p50_us": 133.4, "p99_us": 900.0}}})
+    assert lines[0].endswith("| p50 us per decision |") and lines[1].count("---") == len(q.COLUMNS) + 4
+    assert lines[2].startswith("| rnce | mode_first |") and lines[2].endswith("| 133 |")
+    assert lines[3].startswith("| rnce | raw |") and lines[3].endswith("| n/a |")  # not measured: said so
+    assert q.table(runs)[2].endswith("| n/a |")
