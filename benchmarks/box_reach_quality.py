@@ -251,9 +251,10 @@ def aggregate(runs: dict) -> list[dict]:
     with (mean, std, n) per column over the seeds that have that selection."""
     rows = []
     for method in [m for m in METHODS if m in runs] + sorted(set(runs) - set(METHODS)):
-        labels: list[str] = []
+        labels = [label for label, _, _, _ in SELECTIONS.get(method, ())]  # the stored json sorts its keys
         for seed in sorted(runs[method], key=int):
             labels += [label for label in runs[method][seed] if label not in labels]
+        labels = [label for label in labels if any(label in runs[method][seed] for seed in runs[method])]
         for label in labels:
             per_seed = [runs[method][seed][label] for seed in sorted(runs[method], key=int) if label in runs[method][seed]]
             row = {"method": method, "selection": label, "seeds": len(per_seed),
@@ -288,7 +289,9 @@ def per_run_lines(runs: dict) -> list[str]:
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for method in [m for m in METHODS if m in runs]:
         for seed in sorted(runs[method], key=int):
-            for label, m in runs[method][seed].items():
+            order = [label for label, _, _, _ in SELECTIONS.get(method, ())]
+            for label, m in sorted(runs[method][seed].items(),
+                                   key=lambda item: order.index(item[0]) if item[0] in order else len(order)):
                 bodies = ", ".join(f"{k} {v}" for k, v in sorted(m["contact_bodies"].items(), key=lambda kv: -kv[1])[:3])
                 lines.append(f"| {method} | {seed} | {label} | {m['success']:.0f} % | {m['contact']:.0f} % | "
                              f"{m['near']:.0f} / {m['far']:.0f} / {m['through']:.0f} | {m['seconds_to_goal']:.2f} | "

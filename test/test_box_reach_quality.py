@@ -60,3 +60,12 @@ def test_the_table_puts_each_rows_measured_latency_beside_it():
     assert lines[2].startswith("| rnce | mode_first |") and lines[2].endswith("| 133 |")
     assert lines[3].startswith("| rnce | raw |") and lines[3].endswith("| n/a |")  # not measured: said so
     assert q.table(runs)[2].endswith("| n/a |")
+
+
+def test_rows_keep_the_selections_order_though_the_store_sorts_its_keys():
+    q = _benchmark()
+    full = {"through": 0.0, "held": 0, "clamped_step": 0, "missed_min_error_mm": math.nan, "contact_bodies": {},
+            "eval_wall_s": 5.0}
+    runs = {"diffusion": {"0": {"ddim_16": _metrics(100.0, 3000.0) | full, "ddim_8": _metrics(100.0, 4000.0) | full}}}
+    assert [r["selection"] for r in q.aggregate(runs)] == ["ddim_8", "ddim_16"]
+    assert [line.split(" | ")[2] for line in q.per_run_lines(runs)[2:]] == ["ddim_8", "ddim_16"]
