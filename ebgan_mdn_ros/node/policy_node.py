@@ -21,8 +21,6 @@ JointTrajectory per chunk or the plan played out at the control rate on forward_
 from __future__ import annotations
 
 import math
-import os
-import re
 import sys
 import time
 from pathlib import Path
@@ -45,6 +43,7 @@ from ebgan_mdn_ros.config_base import ConfigError
 from ebgan_mdn_ros.control.latency_stats import LatencyStats, RateMeter
 from ebgan_mdn_ros.control.model_swap import ModelRejected, ModelSwapper, SwapEvent, make_runtime_validator
 from ebgan_mdn_ros.msg import Candidates, Decision
+from ebgan_mdn_ros.node.model_paths import model_label, model_roots, without_paths
 from ebgan_mdn_ros.node.parameters import (
     NodeConfig, config_from_parameters, parameter_values, resolve_model_directory)
 from ebgan_mdn_ros.paths import package_share_directories
@@ -56,31 +55,6 @@ NODE_NAME = "policy_node"
 # Parameters that may change while running; the rest need a restart (they shape sessions and topics).
 LIVE_PARAMETERS = ("model_directory", "dry_run")
 LOCKED = "refused: lock_runtime_changes is set (arm and choose the model at launch)"
-
-
-def model_label(model_dir: str, roots) -> str:
-    """``<root folder name>/<path inside the root>`` (e.g. models/ik_2link), else the directory's own name."""
-    real = os.path.realpath(model_dir)
-    for root in roots:
-        root = os.path.realpath(root)
-        if real.startswith(root.rstrip(os.sep) + os.sep):
-            return os.path.join(os.path.basename(root), os.path.relpath(real, root))
-    return os.path.basename(real)
-
-
-def without_paths(text: str) -> str:
-    """Absolute paths cut to their last two parts: enough to say which file, not where it lives."""
-    return _ABSOLUTE_PATH.sub(lambda m: os.sep.join(m.group(0).rstrip(os.sep).split(os.sep)[-2:]), text)
-
-
-_ABSOLUTE_PATH = re.compile(r"(?<![\w.])/[^\s'\",;:()]+")
-
-
-def model_roots(configured, start_model: str) -> list[str]:
-    """The allowed model roots: as configured, else the package's models/ and the start-up model's folder."""
-    if configured:
-        return [str(root) for root in configured]
-    return [str(share / "models") for share in package_share_directories()] + [str(Path(start_model).parent)]
 
 
 class PolicyNode(Node):
