@@ -3,6 +3,7 @@
     python benchmarks/box_reach_closed_loop.py --episodes 100                       # the shipped selection
     python benchmarks/box_reach_closed_loop.py --episodes 100 --num-candidates 1    # raw mixture samples
     python benchmarks/box_reach_closed_loop.py --episodes 100 --markdown benchmarks/results/box_reach.md
+    python benchmarks/box_reach_closed_loop.py --model M --param ddim_steps:=16     # any node parameter
 
 All four nodes run in this process on one EventsExecutor, spun with a timeout (never the
 MultiThreadedExecutor), with the parameters of config/sim_ur5e.yaml (each node reads its own section;
@@ -27,6 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
@@ -49,7 +51,16 @@ def _arguments(argv):
     parser.add_argument("--label", default="", help="the section's title in --markdown")
     parser.add_argument("--inprocess", action="store_true",
                         help="no ROS: the node's decision loop on the arm in this process (quick model comparisons)")
-    return parser.parse_args(argv)
+    parser.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
+                        help="another policy_node parameter, as `ros2 run -p` takes it (e.g. ddim_steps:=8)")
+    args = parser.parse_args(argv)
+    args.parameters = {}
+    for item in args.param:
+        name, sep, value = item.partition(":=")
+        if not sep or not name:
+            parser.error(f"--param {item!r}: expected NAME:=VALUE")
+        args.parameters[name] = yaml.safe_load(value)
+    return args
 
 
 class CommandLog:
@@ -98,6 +109,7 @@ def run(args) -> dict:
         overrides.append(Parameter("num_candidates", value=args.num_candidates))
     if args.selection is not None:
         overrides.append(Parameter("selection", value=args.selection))
+    overrides += [Parameter(name, value=value) for name, value in (getattr(args, "parameters", None) or {}).items()]
     context = rclpy.Context()
     rclpy.init(args=["box_reach_closed_loop", "--ros-args", "--params-file", str(config)], context=context)
     executor = make_executor("events", context)
