@@ -49,3 +49,14 @@ def test_the_shipped_model_reaches_goals_around_the_box_without_touching(monkeyp
             assert 0 < episode["seconds"] < 8.0 and episode["error"] <= 0.02
             assert episode["mean_squared_jerk"] >= 0
     assert summary["policy_decisions"] > 0 and summary["policy_states_rejected"] == 0
+
+
+def test_other_node_parameters_pass_by_name_and_reach_the_node_config():
+    bench = _benchmark()
+    args = bench._arguments(["--model", str(MODEL), "--param", "annealing_start_level:=1",
+                             "--param", "dry_run:=true"])
+    assert args.parameters == {"annealing_start_level": 1, "dry_run": True}
+    node = bench.node_config(args)
+    assert node.annealing_start_level == 1 and node.dry_run is True
+    with pytest.raises(SystemExit):
+        bench._arguments(["--param", "ddim_steps=8"])  # not NAME:=VALUE: refused, not guessed
