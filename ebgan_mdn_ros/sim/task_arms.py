@@ -37,14 +37,29 @@ TASK_ARMS = {
 ROBOTS = {"planar_2link": "ik", "gantry_xy": "multiroute"}  # the sim node's robot names for them
 
 
+def _mjcf(model: str, arm: TaskArm, joint_default: str, bodies: str) -> str:
+    """What both arms share: no collisions, one position servo per joint whose ctrlrange is the
+    joint's range, and the home keyframe."""
+    actuators = "\n".join(
+        f'    <position name="{name}" joint="{name}" kp="1" ctrlrange="{lo} {hi}"/>'
+        for name, lo, hi in zip(arm.joint_names, arm.position_lower, arm.position_upper))
+    return f"""<mujoco model="{model}">
+  <compiler angle="radian"/>
+  <default><geom contype="0" conaffinity="0" rgba="0.3 0.5 0.8 1"/><joint {joint_default} limited="true" damping="0"/></default>
+  <worldbody>
+{bodies}
+  </worldbody>
+  <actuator>
+{actuators}
+  </actuator>
+  <keyframe><key name="home" qpos="{' '.join(map(str, arm.initial_position))}"/></keyframe>
+</mujoco>"""
+
+
 def planar_2link_mjcf(arm: TaskArm = TASK_ARMS["ik"], link_lengths=LINK_LENGTHS) -> str:
     l1, l2 = link_lengths
     (s_lo, e_lo), (s_hi, e_hi) = arm.position_lower, arm.position_upper
-    return f"""<mujoco model="planar_2link">
-  <compiler angle="radian"/>
-  <default><geom contype="0" conaffinity="0" rgba="0.3 0.5 0.8 1"/><joint axis="0 0 1" limited="true" damping="0"/></default>
-  <worldbody>
-    <body name="upper_arm" pos="0 0 0.5">
+    return _mjcf("planar_2link", arm, 'axis="0 0 1"', f"""    <body name="upper_arm" pos="0 0 0.5">
       <joint name="{arm.joint_names[0]}" range="{s_lo} {s_hi}"/>
       <geom type="capsule" fromto="0 0 0 {l1} 0 0" size="0.1" mass="10"/>
       <body name="forearm" pos="{l1} 0 0">
@@ -52,23 +67,12 @@ def planar_2link_mjcf(arm: TaskArm = TASK_ARMS["ik"], link_lengths=LINK_LENGTHS)
         <geom type="capsule" fromto="0 0 0 {l2} 0 0" size="0.08" mass="6"/>
         <site name="{TIP_SITE}" pos="{l2} 0 0"/>
       </body>
-    </body>
-  </worldbody>
-  <actuator>
-    <position name="{arm.joint_names[0]}" joint="{arm.joint_names[0]}" kp="1" ctrlrange="{s_lo} {s_hi}"/>
-    <position name="{arm.joint_names[1]}" joint="{arm.joint_names[1]}" kp="1" ctrlrange="{e_lo} {e_hi}"/>
-  </actuator>
-  <keyframe><key name="home" qpos="{' '.join(map(str, arm.initial_position))}"/></keyframe>
-</mujoco>"""
+    </body>""")
 
 
 def gantry_mjcf(arm: TaskArm = TASK_ARMS["multiroute"]) -> str:
     (x_lo, y_lo), (x_hi, y_hi) = arm.position_lower, arm.position_upper
-    return f"""<mujoco model="gantry_xy">
-  <compiler angle="radian"/>
-  <default><geom contype="0" conaffinity="0" rgba="0.3 0.5 0.8 1"/><joint type="slide" limited="true" damping="0"/></default>
-  <worldbody>
-    <body name="carriage_x" pos="0 0 0.5">
+    return _mjcf("gantry_xy", arm, 'type="slide"', f"""    <body name="carriage_x" pos="0 0 0.5">
       <joint name="{arm.joint_names[0]}" axis="1 0 0" range="{x_lo} {x_hi}"/>
       <geom type="box" size="0.3 0.3 0.05" mass="20"/>
       <body name="carriage_y">
@@ -76,14 +80,7 @@ def gantry_mjcf(arm: TaskArm = TASK_ARMS["multiroute"]) -> str:
         <geom type="box" size="0.2 0.2 0.05" pos="0 0 -0.1" mass="10"/>
         <site name="{TIP_SITE}" pos="0 0 -0.15"/>
       </body>
-    </body>
-  </worldbody>
-  <actuator>
-    <position name="{arm.joint_names[0]}" joint="{arm.joint_names[0]}" kp="1" ctrlrange="{x_lo} {x_hi}"/>
-    <position name="{arm.joint_names[1]}" joint="{arm.joint_names[1]}" kp="1" ctrlrange="{y_lo} {y_hi}"/>
-  </actuator>
-  <keyframe><key name="home" qpos="{' '.join(map(str, arm.initial_position))}"/></keyframe>
-</mujoco>"""
+    </body>""")
 
 
 def task_arm_config(task: str, timestep_s: float = 0.001) -> ArmSimConfig:
