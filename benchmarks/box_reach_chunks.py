@@ -107,9 +107,9 @@ def run_variant(args, label: str, model: str, n_exec: int, output: str, ensembli
     from ebgan_mdn_ros.node.box_reach_goal_source import summarize
     from ebgan_mdn_ros.node.parameters import load_parameter_file
     from ebgan_mdn_ros.paths import find_in_share
-    from ebgan_mdn_ros.sim.box_reach_expert import box_reach_arm, solve_ik
+    from ebgan_mdn_ros.sim.box_reach_expert import box_reach_arm, draw_episode
     from ebgan_mdn_ros.sim.controllers import ControllerSwitch
-    from ebgan_mdn_ros.tasks.box_reach import route_of, sample_endpoints, tool_rotation
+    from ebgan_mdn_ros.tasks.box_reach import route_of
 
     loop, runtime, node, period = _policy(args, model, n_exec, output, ensembling)
     chunked = n_exec > 0
@@ -119,12 +119,8 @@ def run_variant(args, label: str, model: str, n_exec: int, output: str, ensembli
     names, every = arm.joint_names, int(round(1000.0 * period))
     rng, records = np.random.default_rng(args.seed), []
     for episode in range(args.episodes):
-        while True:  # the goal source's draw
-            start, goal = sample_endpoints(rng)
-            ik = solve_ik(arm, start, tool_rotation(), arm.home)
-            if ik.converged and not arm.contacts_at(ik.position):
-                break
-        arm.reset(ik.position)
+        _, goal, start_joints = draw_episode(arm, rng)  # as the goal source draws them
+        arm.reset(start_joints)
         switch, path, joints, contacts, reached = ControllerSwitch(names), [], [], Counter(), None
         loop.new_episode()
         if chunked:

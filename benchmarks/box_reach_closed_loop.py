@@ -187,33 +187,26 @@ def run_inprocess(args, runtime=None) -> dict:
     from collections import Counter
 
     from ebgan_mdn_ros.control.decision_loop import DecisionLoop
-    from ebgan_mdn_ros.control.safety_filter import SafetyConfig
     from ebgan_mdn_ros.node.parameters import load_parameter_file
     from ebgan_mdn_ros.paths import find_in_share
     from ebgan_mdn_ros.runtime.policy_runtime import PolicyRuntime
-    from ebgan_mdn_ros.sim.box_reach_expert import box_reach_arm, solve_ik
+    from ebgan_mdn_ros.sim.box_reach_expert import box_reach_arm, draw_episode
     from ebgan_mdn_ros.sim.controllers import ControllerSwitch
-    from ebgan_mdn_ros.tasks.box_reach import route_of, sample_endpoints, tool_rotation
+    from ebgan_mdn_ros.tasks.box_reach import route_of
 
     config = find_in_share(args.config)
     source = load_parameter_file(config, "box_reach_goal_source")
     node = node_config(args)
     if runtime is None:
         runtime = PolicyRuntime(node.model_directory, node.runtime_config())
-    loop = DecisionLoop(runtime, node.joint_names, SafetyConfig(
-        node.position_lower, node.position_upper, node.max_step, node.max_velocity, node.state_timeout_s,
-        node.hold_on_untrusted, node.seed_confirmations))
+    loop = DecisionLoop(runtime, node.joint_names, node.safety_config(node.position_lower, node.position_upper))
     arm = box_reach_arm()
     names, every = arm.joint_names, int(round(1000.0 / node.control_rate_hz))
     timeout, tolerance = float(source.get("timeout_s", 8.0)), float(source.get("tolerance", 0.02))
     rng, records = np.random.default_rng(args.seed), []
     for episode in range(args.episodes):
-        while True:  # the goal source's draw
-            start, goal = sample_endpoints(rng)
-            ik = solve_ik(arm, start, tool_rotation(), arm.home)
-            if ik.converged and not arm.contacts_at(ik.position):
-                break
-        arm.reset(ik.position)
+        _, goal, start_joints = draw_episode(arm, rng)  # as the goal source draws them
+        arm.reset(start_joints)
         switch, commands, path, contacts, reached = ControllerSwitch(names), [], [], Counter(), None
         loop.new_episode()
         state = (arm.position, arm.velocity)

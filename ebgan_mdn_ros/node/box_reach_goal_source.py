@@ -40,8 +40,8 @@ from std_srvs.srv import Trigger
 from ebgan_mdn_ros.config_base import ConfigError, require
 from ebgan_mdn_ros.node import conversions
 from ebgan_mdn_ros.node.mujoco_sim_node import RESET_TOPIC
-from ebgan_mdn_ros.sim.box_reach_expert import box_reach_arm, solve_ik
-from ebgan_mdn_ros.tasks.box_reach import BoxReachConfig, route_of, sample_endpoints, tool_rotation
+from ebgan_mdn_ros.sim.box_reach_expert import box_reach_arm, draw_episode
+from ebgan_mdn_ros.tasks.box_reach import BoxReachConfig, route_of
 
 NODE_NAME = "box_reach_goal_source"
 WAITING, STOPPING, RESETTING, GOAL, STARTING, RUNNING, DONE = (
@@ -217,13 +217,7 @@ class BoxReachGoalSource(Node):
         self._call(self._stop, "stop")
 
     def _draw_episode(self, index: int) -> Episode:
-        """Start and goal; the start's joints by IK from home (as the expert's plans start), clear of the box."""
-        for _ in range(100):
-            start, goal = sample_endpoints(self.rng, self.task)
-            ik = solve_ik(self.arm, start, tool_rotation(), self.arm.home)
-            if ik.converged and not self.arm.contacts_at(ik.position):
-                return Episode(index, start, goal, ik.position)
-        raise RuntimeError("no reachable start in 100 draws: the task's start region is outside the arm's reach")
+        return Episode(index, *draw_episode(self.arm, self.rng, self.task))
 
     def _reset_arm(self) -> None:
         self._set_phase(RESETTING)

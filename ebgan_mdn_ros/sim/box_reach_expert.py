@@ -108,6 +108,19 @@ def solve_ik(arm: MujocoArm, position, rotation, initial, config: ExpertConfig =
     return IkResult(q, config.ik_max_iterations, p_err, r_err, False)
 
 
+def draw_episode(arm: MujocoArm, rng: np.random.Generator, task: BoxReachConfig = BoxReachConfig(),
+                 tries: int = 100) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(start, goal, start joints) of one episode: endpoints drawn until the start's joints, by IK from
+    home (as the expert's plans start), converge clear of the box. The goal source and the benchmarks
+    draw their episodes here, so the same rng gives the same episodes everywhere."""
+    for _ in range(tries):
+        start, goal = sample_endpoints(rng, task)
+        ik = solve_ik(arm, start, tool_rotation(), arm.home)
+        if ik.converged and not arm.contacts_at(ik.position):
+            return start, goal, ik.position
+    raise RuntimeError(f"no reachable start in {tries} draws: the task's start region is outside the arm's reach")
+
+
 def _minimum_jerk(tau: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """s(tau) = 10 tau^3 - 15 tau^4 + 6 tau^5 and ds/dtau: at rest at both ends."""
     return tau ** 3 * (10 - 15 * tau + 6 * tau * tau), 30 * tau * tau * (1 - tau) ** 2
