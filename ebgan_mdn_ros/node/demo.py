@@ -29,7 +29,7 @@ import yaml
 
 from ebgan_mdn_ros.node.launch_plan import plan, process_command
 from ebgan_mdn_ros.node.parameters import load_parameter_file, resolve_model_directory
-from ebgan_mdn_ros.node.ur5e_demo import latency_percentiles
+from ebgan_mdn_ros.node.ur5e_demo import latency_percentiles, print_decisions, shares_text
 from ebgan_mdn_ros.paths import find_in_share
 from ebgan_mdn_ros.tasks.routes import ROUTE_NAMES, ROUTE_VIA_POINTS, nearest_routes
 
@@ -185,14 +185,9 @@ def print_report(result: dict, mode: str) -> None:
     print(f"\nEBGAN-MDN {TASK_TITLES[p['task']]} demo ({mode})")
     print(f"  goals reached   {p['goals_reached']}/{p['goals_attempted']} "
           f"({100 * p['success_rate']:.1f} %), mean time to reach {p['mean_seconds_to_reach']:.2f} s")
-    total = sum(p["modes"].values()) or 1
-    print(f"  {'routes' if p['task'] == 'multiroute' else 'elbow modes':15s} " + (", ".join(f"{k} {v} ({100 * v / total:.0f} %)" for k, v in sorted(p["modes"].items()))
-                                  or "-"))
-    print(f"  decisions       {p['decisions_per_second']:.1f} /s, held by the safety filter {p['held']}")
-    for key, label in (("inference_us", "inference"), ("node_latency_us", "state in -> command out"),
-                       ("state_to_decision_us", "state stamp -> decision seen")):
-        p50, p99, worst = p[key]
-        print(f"  {label:27s} p50 {p50:7.0f} us   p99 {p99:7.0f} us   max {worst:7.0f} us")
+    modes = "routes" if p["task"] == "multiroute" else "elbow modes"
+    print(f"  {modes:15s} {shares_text(p['modes'], sum(p['modes'].values()))}")
+    print_decisions(p, "state in -> command out")
 
 
 def plot(observer, result: dict, path: Path) -> None:

@@ -81,6 +81,20 @@ def latency_percentiles(decisions: np.ndarray) -> dict:
     return {"node_latency_us": column(0), "inference_us": column(1), "state_to_decision_us": column(2)}
 
 
+def shares_text(counts: dict, total: int) -> str:
+    """``far 4 (36 %), near 7 (64 %)``, or ``-`` when there is nothing to count."""
+    return ", ".join(f"{k} {v} ({100 * v / (total or 1):.0f} %)" for k, v in sorted(counts.items())) or "-"
+
+
+def print_decisions(result: dict, node_latency_label: str) -> None:
+    """The lines both demos end with: decisions, holds, and the three latencies (latency_percentiles)."""
+    print(f"  decisions       {result['decisions_per_second']:.1f} /s, held by the safety filter {result['held']}")
+    for key, label in (("inference_us", "inference"), ("node_latency_us", node_latency_label),
+                       ("state_to_decision_us", "state stamp -> decision seen")):
+        p50, p99, worst = result[key]
+        print(f"  {label:30s} p50 {p50:7.0f} us   p99 {p99:7.0f} us   max {worst:7.0f} us")
+
+
 def report(observer: Observer, seconds: float) -> dict:
     from ebgan_mdn_ros.node.box_reach_goal_source import summarize
     result = summarize(observer.events)
@@ -97,16 +111,10 @@ def print_report(result: dict, mode: str) -> None:
     print(f"  goals reached   {r['reached']}/{r['episodes']} ({100 * r['success_rate']:.1f} %), "
           f"mean time to goal {r['mean_seconds_to_goal']:.2f} s")
     print(f"  contacts        {r['contact_episodes']} episodes with an arm contact")
-    total = r["episodes"] or 1
-    print("  routes          " + (", ".join(f"{k} {v} ({100 * v / total:.0f} %)" for k, v in sorted(r["routes"].items()))
-                                  or "-"))
-    print(f"  decisions       {r['decisions_per_second']:.1f} /s, held by the safety filter {r['held']}")
+    print(f"  routes          {shares_text(r['routes'], r['episodes'])}")
     # Timer-driven (10 Hz): a decision answers the newest state, which waited for the tick up to one
     # state period (10 ms at 100 Hz); benchmarks/e2e_latency.py measures the event-driven path.
-    for key, label in (("inference_us", "inference"), ("node_latency_us", "newest state in -> command out"),
-                       ("state_to_decision_us", "state stamp -> decision seen")):
-        p50, p99, worst = r[key]
-        print(f"  {label:30s} p50 {p50:7.0f} us   p99 {p99:7.0f} us   max {worst:7.0f} us")
+    print_decisions(r, "newest state in -> command out")
 
 
 def episode_paths(observer: Observer) -> list[tuple[dict, np.ndarray]]:
